@@ -1,0 +1,61 @@
+"""BIND9 (``named``): an authoritative server for a lab zone, or a caching forwarder.
+
+``records`` is a list of ``(name, address)``; several A records for one name make DNS
+round robin (``rrset-order cyclic``).  With ``forwarders`` the server is a caching
+resolver (the "carrier gateway" of the course notes) that keeps answers for their TTL.
+"""
+
+import time
+
+from redlab.daemons.base import Daemon, render_template, wait_for_listen
+
+
+class Bind(Daemon):
+    name = "named"
+    binary = "named"
+    template = "named.conf.j2"
+    config_name = "named.conf"
+
+    def __init__(self, node, zone="lab.example", records=(), ttl=60, listen=None, port=53,
+                 forwarders=(), max_cache_ttl=86400, rrset_order="cyclic", **options):
+        super().__init__(node, **options)
+        self.zone = zone
+        self.records = list(records)
+        self.ttl = ttl
+        self.listen = listen or node.IP()
+        self.port = port
+        self.forwarders = list(forwarders)
+        self.max_cache_ttl = max_cache_ttl
+        self.rrset_order = rrset_order
+
+    @property
+    def authoritative(self):
+        return not self.forwarders
+
+    @property
+    def zone_file(self):
+        return self.path("%s.db" % self.zone)
+
+    def values(self):
+        zones = [dict(name=self.zone, file=str(self.zone_file))] if self.authoritative else []
+        return dict(port=self.port, listen=self.listen, forwarders=self.forwarders,
+                    max_cache_ttl=self.max_cache_ttl, rrset_order=self.rrset_order, zones=zones)
+
+    def prepare(self):
+        if self.authoritative:
+            self.zone_file.write_text(render_template("zone.db.j2", dict(
+                node=self.node.name, zone=self.zone, ttl=self.ttl, serial=int(time.time()),
+                ns_ip=self.listen, records=self.records), self.where))
+
+    def dry_runs(self):
+        runs = [["named-checkconf", str(self.config_file)]]
+        if self.authoritative:
+            runs.append(["named-checkzone", "-q", self.zone, str(self.zone_file)])
+        return runs
+
+    def command(self):
+        # -g: foreground, log to stderr (our log file); -4: IPv4 only
+        return [self.binary_path, "-g", "-4", "-c", str(self.config_file)]
+
+    def ready(self):
+        return wait_for_listen(self.node, self.port, proto="udp")

@@ -1,0 +1,106 @@
+"""keepalived (VRRP): one VIP shared by two or more hosts.
+
+Runs in the foreground (``-n -l -D``) with per-host pid files (hosts share one file
+system).  A ``notify`` script appends ``<unix time> <state>`` to ``states.log`` on every
+transition, which is how a run learns *when* a backup took over (time to detect).
+"""
+
+import time
+
+from redlab.daemons.base import Daemon
+from redlab.errors import ConfigError
+
+NOTIFY = """#!/bin/sh
+# keepalived notify: TYPE NAME STATE PRIORITY
+echo "$(date +%s.%N) $3 $2" >> "{log}"
+"""
+
+
+class Keepalived(Daemon):
+    name = "keepalived"
+    binary = "keepalived"
+    template = "keepalived.conf.j2"
+    config_name = "keepalived.conf"
+
+    def __init__(self, node, vip, vrid=51, priority=100, state="BACKUP", interface=None,
+                 advert_int=1, use_vmac=False, nopreempt=False, garp=True, instance="VI_1",
+                 garp_master_delay=None, **options):
+        super().__init__(node, **options)
+        if not 1 <= vrid <= 255:
+            raise ConfigError("%s/keepalived: virtual_router_id must be 1-255, not %r"
+                              % (node.name, vrid))
+        if not 1 <= priority <= 255:
+            raise ConfigError("%s/keepalived: priority must be 1-255, not %r" % (node.name, priority))
+        self.vips = [vip] if isinstance(vip, str) else list(vip)
+        self.vrid = vrid
+        self.priority = priority
+        self.state = state
+        self.interface = interface or node.defaultIntf().name
+        self.advert_int = advert_int
+        self.use_vmac = use_vmac
+        self.nopreempt = nopreempt
+        self.garp = garp
+        self.instance = instance
+        self.garp_master_delay = garp_master_delay
+
+    @property
+    def states_log(self):
+        return self.path("states.log")
+
+    @property
+    def vmac(self):
+        return "00:00:5e:00:01:%02x" % self.vrid
+
+    @property
+    def vmac_interface(self):
+        return "vrrp.%d" % self.vrid
+
+    def values(self):
+        return dict(instance=self.instance, state=self.state, interface=self.interface,
+                    vrid=self.vrid, priority=self.priority, advert_int=self.advert_int,
+                    use_vmac=self.use_vmac, nopreempt=self.nopreempt, garp=self.garp,
+                    vips=self.vips, notify_script=str(self.path("notify.sh")),
+                    vrrp_garp_master_delay=self.garp_master_delay)
+
+    def prepare(self):
+        if self.use_vmac:
+            # keepalived's advice for use_vmac: the base interface must not answer ARP for
+            # the VIP (it lives on vrrp.N), or clients learn the physical MAC instead
+            self.node.cmd("sysctl -qw net.ipv4.conf.%s.arp_ignore=1 net.ipv4.conf.%s.arp_announce=2"
+                          % (self.interface, self.interface))
+        script = self.path("notify.sh")
+        script.write_text(NOTIFY.format(log=self.states_log))
+        script.chmod(0o755)
+
+    def dry_run(self):
+        return [self.binary_path, "-t", "-f", str(self.config_file)]
+
+    def command(self):
+        return [self.binary_path, "-n", "-l", "-D", "-P", "-f", str(self.config_file),
+                "-p", str(self.path("keepalived.pid")), "-r", str(self.path("vrrp.pid")),
+                "-c", str(self.path("checkers.pid")), "-i", self.node.name]
+
+    def transitions(self):
+        """``[(time, state), ...]`` from the notify script, oldest first."""
+        try:
+            lines = self.states_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        result = []
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 2:
+                result.append((float(parts[0]), parts[1]))
+        return result
+
+    def current_state(self):
+        states = self.transitions()
+        return states[-1][1] if states else None
+
+    def ready(self):
+        state = self.current_state()
+        return state in ("BACKUP", "MASTER"), "state %s" % state
+
+    def start(self):
+        self.start_time = time.time()
+        return super().start()

@@ -1,0 +1,66 @@
+"""nginx: the web server of every web host.
+
+Each response carries ``X-Served-By: <host>`` so a client can tell who answered, and
+the default page says the host and the content version.  ``mode="error500"`` makes the
+server answer every request with HTTP 500 (a running but broken service).
+"""
+
+from redlab.daemons.base import Daemon, wait_for_listen
+from redlab.errors import ConfigError
+
+MODES = ("normal", "error500")
+
+
+class Nginx(Daemon):
+    name = "nginx"
+    binary = "nginx"
+    template = "nginx.conf.j2"
+    config_name = "nginx.conf"
+
+    def __init__(self, node, port=80, version="v1", mode="normal", workers=1, backlog=511,
+                 health_path="/health", **options):
+        super().__init__(node, **options)
+        self.port = port
+        self.version = version
+        self.mode = mode
+        self.workers = workers
+        self.backlog = backlog
+        self.health_path = health_path
+
+    @property
+    def docroot(self):
+        return self.folder / "html"
+
+    def values(self):
+        if self.mode not in MODES:
+            raise ConfigError("%s: nginx mode must be one of %s, not %r"
+                              % (self.where, ", ".join(MODES), self.mode))
+        return dict(port=self.port, mode=self.mode, workers=self.workers, backlog=self.backlog,
+                    docroot=str(self.docroot), health_path=self.health_path)
+
+    def prepare(self):
+        (self.folder / "tmp").mkdir(exist_ok=True)
+        self.docroot.mkdir(exist_ok=True)
+        index = self.docroot / "index.html"
+        if not index.exists():
+            self.publish("%s %s\n" % (self.node.name, self.version))
+
+    def publish(self, text, name="index.html"):
+        """Write content into the document root (what a deploy changes)."""
+        self.docroot.mkdir(parents=True, exist_ok=True)
+        (self.docroot / name).write_text(text)
+
+    def dry_run(self):
+        return [self.binary_path, "-t", "-q", "-e", str(self.path("error.log")),
+                "-c", str(self.config_file)]
+
+    def command(self):
+        return [self.binary_path, "-e", str(self.path("error.log")), "-c", str(self.config_file)]
+
+    def ready(self):
+        return wait_for_listen(self.node, self.port)
+
+    def set_mode(self, mode):
+        """Switch between serving and answering HTTP 500, live (nginx reload)."""
+        self.mode = mode
+        self.reload()

@@ -1,0 +1,192 @@
+"""One folder per run, and a registry of what each run created.
+
+Everything a run makes -- configs, pid files, logs, captures, reports -- lives in its
+run folder.  What it creates *outside* that folder (OVS bridges, veth links, processes,
+host network namespaces) is written to a small registry entry **before** it is created,
+so that ``redlab clean`` can remove exactly that, by name and by id, after a crash or
+``kill -9``.  Processes are recorded with their start time, so a recycled pid is never
+mistaken for ours.
+
+Locations (override with environment variables):
+
+- ``REDLAB_RUN_ROOT`` (default ``/var/lib/redlab/runs``): run folders.
+- ``REDLAB_STATE_DIR`` (default ``/run/redlab``): the registry and the lock; on tmpfs,
+  so a reboot (which also removes every namespace and veth) empties it.
+"""
+
+import fcntl
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from redlab.errors import RedlabError
+
+
+def run_root():
+    return Path(os.environ.get("REDLAB_RUN_ROOT", "/var/lib/redlab/runs"))
+
+
+def state_dir():
+    return Path(os.environ.get("REDLAB_STATE_DIR", "/run/redlab"))
+
+
+def registry_dir():
+    return state_dir() / "runs"
+
+
+def proc_start_time(pid):
+    """The process start time (clock ticks since boot) or None if it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # the command name may contain spaces and parentheses: split after the last ')'
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def same_process(pid, start_time):
+    """Is ``pid`` still the very process that was recorded?"""
+    return pid is not None and proc_start_time(pid) == start_time
+
+
+def proc_netns(pid):
+    try:
+        return os.readlink("/proc/%d/ns/net" % pid)
+    except OSError:
+        return None
+
+
+class Run:
+    """A run folder plus its registry entry.
+
+    >>> run = Run("demo")            # doctest: +SKIP
+    >>> run.record("bridges", "s1")  # before creating it
+    """
+
+    def __init__(self, name, folder=None):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+        self.id = "%s-%d-%s" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid(), name)
+        self.path = Path(folder) if folder else run_root() / self.id
+        self.state = {
+            "id": self.id,
+            "path": str(self.path),
+            "owner_pid": os.getpid(),
+            "owner_start": proc_start_time(os.getpid()),
+            "created": time.time(),
+            "bridges": [],      # OVS bridge names
+            "links": [],        # interface names in the root namespace
+            "processes": [],    # {"pid", "start", "what"}
+            "netns": [],        # "net:[inode]" of emulated hosts
+        }
+        self._registered = False
+
+    # -- folder ---------------------------------------------------------------------
+    def file(self, *parts):
+        """Path of a file in the run folder; its parent folders are created."""
+        path = self.path.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def folder(self, *parts):
+        path = self.path.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- registry -------------------------------------------------------------------
+    @property
+    def registry_file(self):
+        return registry_dir() / (self.id + ".json")
+
+    def open(self):
+        self.path.mkdir(parents=True, exist_ok=True)
+        registry_dir().mkdir(parents=True, exist_ok=True)
+        self._registered = True
+        self._save()
+        return self
+
+    def close(self):
+        """Forget the registry entry (call once everything recorded is gone)."""
+        self._registered = False
+        try:
+            self.registry_file.unlink()
+        except FileNotFoundError:
+            pass
+        self._write(self.path / "state.json")
+
+    def record(self, kind, value):
+        if value not in self.state[kind]:
+            self.state[kind].append(value)
+            self._save()
+
+    def forget(self, kind, value):
+        if value in self.state[kind]:
+            self.state[kind].remove(value)
+            self._save()
+
+    def record_process(self, pid, what):
+        entry = {"pid": pid, "start": proc_start_time(pid), "what": what}
+        self.record("processes", entry)
+        return entry
+
+    def forget_process(self, pid):
+        for entry in list(self.state["processes"]):
+            if entry["pid"] == pid:
+                self.forget("processes", entry)
+
+    def _save(self):
+        if self._registered:
+            self._write(self.registry_file)
+
+    def _write(self, path):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1))
+        os.replace(tmp, path)
+
+
+def registered_runs():
+    """All registry entries, as dicts (a corrupt entry is returned with its error)."""
+    entries = []
+    for path in sorted(registry_dir().glob("*.json")):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            entry = {"id": path.stem, "error": str(exc), "bridges": [], "links": [],
+                     "processes": [], "netns": []}
+        entry["registry_file"] = str(path)
+        entries.append(entry)
+    return entries
+
+
+def owner_alive(entry):
+    return same_process(entry.get("owner_pid"), entry.get("owner_start"))
+
+
+class NetworkLock:
+    """One emulated network at a time: bridge and interface names would collide."""
+
+    def __init__(self):
+        self.fd = None
+
+    def acquire(self, run):
+        state_dir().mkdir(parents=True, exist_ok=True)
+        path = state_dir() / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RedlabError(
+                "another redlab network is running (%s); stop it first, "
+                "or run `redlab clean` if it crashed" % holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, ("pid %d, run folder %s" % (os.getpid(), run.path)).encode())
+        self.fd = fd
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,1 @@
+"""Scenarios: a topology, traffic and faults, measured (used by the demo, labs and tests)."""

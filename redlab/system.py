@@ -1,0 +1,164 @@
+"""What this machine can do, checked rather than assumed (``redlab doctor``).
+
+Each check returns a :class:`Check` with a fix a person can type.  ``preflight()``
+raises the first failing *required* check as one clear sentence.
+"""
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from redlab.errors import PreflightError
+
+# binary -> Debian package that provides it
+BINARIES = {
+    "mnexec": "mininet",
+    "ovs-vsctl": "openvswitch-switch",
+    "ovs-ofctl": "openvswitch-switch",
+    "ethtool": "ethtool",
+    "ip": "iproute2",
+    "nginx": "nginx-light",
+    "named": "bind9",
+    "named-checkconf": "bind9",
+    "named-checkzone": "bind9",
+    "dig": "bind9-dnsutils",
+    "keepalived": "keepalived",
+    "haproxy": "haproxy",
+    "curl": "curl",
+    "wrk": "wrk",
+    "iperf3": "iperf3",
+    "arping": "arping",
+    "tcpdump": "tcpdump",
+}
+
+OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
+SETUP_HINT = "run `make setup` (or `sudo scripts/setup.sh`)"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    def sentence(self):
+        return "%s: %s; %s" % (self.name, self.detail, self.fix) if self.fix else \
+            "%s: %s" % (self.name, self.detail)
+
+
+def find_binary(name):
+    """Full path of a binary (also in sbin folders a non-login PATH may lack)."""
+    path = shutil.which(name)
+    if path:
+        return path
+    for folder in ("/usr/sbin", "/sbin", "/usr/local/sbin"):
+        candidate = Path(folder, name)
+        if candidate.exists() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def require_binary(name, who="redlab"):
+    path = find_binary(name)
+    if not path:
+        package = BINARIES.get(name, name)
+        raise PreflightError(
+            "%s needs `%s`, which is not installed; install the Debian package %s "
+            "(`apt-get install %s`) or %s" % (who, name, package, package, SETUP_HINT))
+    return path
+
+
+def kernel_has_ovs_datapath():
+    """The OVS kernel datapath exists when the module is loaded or built in."""
+    return Path("/sys/module/openvswitch").exists()
+
+
+def choose_datapath():
+    """``kernel`` when the kernel has it, ``user`` (netdev) otherwise; REDLAB_DATAPATH overrides."""
+    forced = os.environ.get("REDLAB_DATAPATH")
+    if forced:
+        if forced not in ("kernel", "user"):
+            raise PreflightError(
+                "REDLAB_DATAPATH must be `kernel` or `user`, not %r" % forced)
+        return forced
+    return "kernel" if kernel_has_ovs_datapath() else "user"
+
+
+def ovs_running():
+    if not find_binary("ovs-vsctl"):
+        return False
+    result = subprocess.run(["ovs-vsctl", "--timeout=3", "show"],
+                            capture_output=True, text=True)
+    return result.returncode == 0
+
+
+def kernel_has_ipvs():
+    return Path("/proc/net/ip_vs").exists() or Path("/sys/module/ip_vs").exists()
+
+
+def check_root():
+    ok = os.geteuid() == 0
+    return Check("root", ok, "running as root" if ok else "redlab must run as root "
+                 "(it creates network namespaces and OVS bridges)",
+                 "" if ok else "run it with sudo")
+
+
+def check_ovs():
+    if not find_binary("ovs-vsctl"):
+        return Check("Open vSwitch", False, "Open vSwitch is not installed",
+                     "install openvswitch-switch or " + SETUP_HINT)
+    ok = ovs_running()
+    return Check("Open vSwitch", ok, "ovsdb-server and ovs-vswitchd answer" if ok else
+                 "Open vSwitch is not running",
+                 "" if ok else "start it with `%s start --system-id=random`" % OVS_CTL)
+
+
+def check_python():
+    missing = []
+    for module in ("mininet.net", "os_ken", "jinja2", "scapy"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module.split(".")[0])
+    ok = not missing
+    return Check("python modules", ok, "mininet, os_ken, jinja2, scapy import" if ok else
+                 "cannot import %s in %s" % (", ".join(missing), os.sys.executable),
+                 "" if ok else "use the project's virtual environment (.venv/bin/redlab) or "
+                 + SETUP_HINT)
+
+
+def checks():
+    """Everything ``redlab doctor`` reports, required ones first."""
+    result = [check_root(), check_ovs(), check_python()]
+    for name, package in BINARIES.items():
+        path = find_binary(name)
+        result.append(Check("binary " + name, bool(path), path or "not found",
+                            "" if path else "apt-get install " + package))
+    datapath = choose_datapath()
+    result.append(Check(
+        "OVS datapath", True,
+        "kernel datapath available" if datapath == "kernel" else
+        "no OVS kernel module: using the userspace datapath (TX checksum offload is "
+        "turned off on every host interface)", required=False))
+    ipvs = kernel_has_ipvs()
+    result.append(Check(
+        "IPVS", ipvs, "kernel has ip_vs" if ipvs else
+        "kernel has no ip_vs: the ipvsadm comparison in the load-balancer lab is skipped",
+        required=False))
+    return result
+
+
+NETWORK_BINARIES = ("mnexec", "ovs-vsctl", "ovs-ofctl", "ethtool", "ip")
+
+
+def preflight():
+    """Raise :class:`PreflightError` unless a network can be built here."""
+    for check in (check_root(), check_ovs(), check_python()):
+        if not check.ok:
+            raise PreflightError(check.sentence())
+    for name in NETWORK_BINARIES:
+        require_binary(name)
