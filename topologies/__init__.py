@@ -5,7 +5,7 @@
 
 import importlib
 
-_MODULES = ("topologies.vrrp_pair",)
+_MODULES = ("topologies.vrrp_pair", "topologies.service_lan")
 
 
 def all_topologies():

@@ -160,6 +160,12 @@ class Daemon:
         self.check()
         self.signal(signal.SIGHUP)
 
+    def request_stop(self):
+        """Send the stop signal without waiting (``stop()`` then reaps)."""
+        if self.running:
+            self.signal(signal.SIGCONT)
+            self.signal(self.stop_signal)
+
     def stop(self, timeout=5.0):
         if self.proc is None:
             return

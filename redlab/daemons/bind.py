@@ -50,7 +50,7 @@ class Bind(Daemon):
     def dry_runs(self):
         runs = [["named-checkconf", str(self.config_file)]]
         if self.authoritative:
-            runs.append(["named-checkzone", "-q", self.zone, str(self.zone_file)])
+            runs.append(["named-checkzone", self.zone, str(self.zone_file)])
         return runs
 
     def command(self):

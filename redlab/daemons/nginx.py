@@ -51,8 +51,8 @@ class Nginx(Daemon):
         (self.docroot / name).write_text(text)
 
     def dry_run(self):
-        return [self.binary_path, "-t", "-q", "-e", str(self.path("error.log")),
-                "-c", str(self.config_file)]
+        # errors go to stderr (Debian's built-in error log), so the message reaches the user
+        return [self.binary_path, "-t", "-q", "-c", str(self.config_file)]
 
     def command(self):
         return [self.binary_path, "-e", str(self.path("error.log")), "-c", str(self.config_file)]

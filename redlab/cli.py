@@ -1,0 +1,159 @@
+"""``redlab``: doctor, clean, demo, up, run.
+
+Every error is one sentence on stderr and a non-zero exit; nothing is left half-started
+(the network's ``stop()`` runs on any error, on Ctrl-C and on SIGTERM).
+"""
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+
+from redlab.errors import RedlabError
+
+SCENARIOS = {
+    "vrrp-failover": "crash the keepalived master of a VRRP pair under a probe "
+                     "(--vmac: use_vmac; --no-garp-reaction: controller without its GARP reaction)",
+}
+
+
+def _terminate_gracefully():
+    """Turn SIGTERM into SystemExit so ``with Network(...)`` tears down."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+def cmd_doctor(args):
+    from redlab.system import checks
+    failed = 0
+    for check in checks():
+        mark = "ok  " if check.ok else ("FAIL" if check.required else "note")
+        print("%s %-22s %s%s" % (mark, check.name, check.detail,
+                                 ("  -> " + check.fix) if check.fix and not check.ok else ""))
+        failed += (not check.ok) and check.required
+    print("\n%s" % ("redlab is ready" if not failed else
+                    "%d problem(s): fix them, then run `redlab doctor` again" % failed))
+    return 1 if failed else 0
+
+
+def cmd_clean(args):
+    from redlab.clean import clean
+    from redlab.system import check_root
+    root = check_root()
+    if not root.ok:
+        raise RedlabError(root.sentence())
+    report, cleaned = clean(include_live=args.all, keep_runs=args.keep)
+    for line in report:
+        print(line)
+    if not report:
+        print("nothing to clean")
+    return 0
+
+
+def cmd_demo(args):
+    from redlab.scenarios import vrrp_failover
+    print("redlab demo: a VRRP pair (keepalived) behind an os-ken switch; the master crashes "
+          "while a client keeps requesting the VIP.\n")
+    modes = {"default": [False], "vmac": [True], "both": [False, True]}[args.mode]
+    for use_vmac in modes:
+        result = vrrp_failover.run(use_vmac=use_vmac)
+        print(result.summary())
+        print()
+    return 0
+
+
+def cmd_up(args):
+    import topologies
+    from redlab.net import Network
+    topo_cls = topologies.get(args.topology)
+    topo = topo_cls()
+    with Network(topo, name=args.topology, services=not args.no_services) as net:
+        print("network %s is up; run folder %s" % (args.topology, net.run.path), flush=True)
+        for host in net.hosts:
+            print("  %-8s %-9s %s  daemons: %s" % (host.name, getattr(host, "role", "host"),
+                                                  host.IP(), ", ".join(host.daemons) or "-"))
+        sys.stdout.flush()
+        if args.cli:
+            from mininet.cli import CLI
+            CLI(net.net)
+        elif args.hold:
+            deadline = time.monotonic() + args.hold
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+    return 0
+
+
+def cmd_run(args):
+    if args.list or not args.name:
+        for name, text in SCENARIOS.items():
+            print("%-16s %s" % (name, text))
+        return 0
+    if args.name not in SCENARIOS:
+        raise RedlabError("unknown lab or scenario %r; `redlab run --list` shows them: %s"
+                          % (args.name, ", ".join(SCENARIOS)))
+    from redlab.scenarios import vrrp_failover
+    result = vrrp_failover.run(use_vmac=args.vmac, garp_reaction=not args.no_garp_reaction)
+    print(result.summary())
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(mode=result.mode, timeline=result.timeline.as_dict(),
+                           arp_before=result.arp_before, arp_after=result.arp_after,
+                           run_folder=result.run_folder), f, indent=1)
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="redlab", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("doctor", help="check this machine: root, OVS, datapath, binaries")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("clean", help="remove what crashed runs left behind (only redlab's)")
+    p.add_argument("--all", action="store_true", help="also runs whose owner is still alive")
+    p.add_argument("--keep", type=int, default=10, help="run folders to keep (default 10)")
+    p.set_defaults(func=cmd_clean)
+
+    p = sub.add_parser("demo", help="VRRP failover, default keepalived and use_vmac")
+    p.add_argument("--mode", choices=("default", "vmac", "both"), default="both")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("up", help="start a topology with its daemons")
+    p.add_argument("topology")
+    p.add_argument("--cli", action="store_true", help="open the Mininet CLI")
+    p.add_argument("--hold", type=float, default=0, help="keep it up for N seconds")
+    p.add_argument("--no-services", action="store_true", help="do not start daemons")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("run", help="run a lab or scenario")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--vmac", action="store_true")
+    p.add_argument("--no-garp-reaction", action="store_true")
+    p.add_argument("--json", help="write the measurements to this file")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    _terminate_gracefully()
+    try:
+        return args.func(args)
+    except RedlabError as exc:
+        print("redlab: error: %s" % exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("redlab: interrupted; the network was torn down", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Shared fixtures.
+
+Network tests (everything under ``tests/network``) get the ``network`` marker, need
+root and a running Open vSwitch, and run under a leak check: after each one, no new
+interface, OVS bridge, namespace or redlab process may remain.  Each test's run
+folders live in ``$REDLAB_TEST_RUNS/<session>/<test>/`` (default
+``/var/lib/redlab/test-runs``, a root-owned path: keepalived refuses notify scripts
+under world-writable folders such as /tmp); on failure the evidence is saved there and
+its path is printed.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_RUNS = Path(os.environ.get("REDLAB_TEST_RUNS", "/var/lib/redlab/test-runs"))
+KEEP_SESSIONS = 3
+OUR_PROCESSES = re.compile(r"mininet:|keepalived|nginx: master|named |haproxy|"
+                           r"controllers\.launch|probe_agent")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "tests/network" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.network)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)
+
+
+def _network_ready():
+    if os.geteuid() != 0:
+        return "network tests need root (run `sudo make test`)"
+    from redlab.system import ovs_running
+    if not ovs_running():
+        return "Open vSwitch is not running (`make setup` starts it)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def session_runs():
+    TEST_RUNS.mkdir(parents=True, exist_ok=True)
+    old = sorted((p for p in TEST_RUNS.iterdir() if p.is_dir()), key=lambda p: p.name)
+    for stale in old[:max(0, len(old) - (KEEP_SESSIONS - 1))]:
+        shutil.rmtree(stale, ignore_errors=True)
+    folder = TEST_RUNS / time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(exist_ok=True)
+    os.environ["REDLAB_RUN_ROOT"] = str(folder / "_runs")
+    return folder
+
+
+@pytest.fixture
+def run_folder(request, session_runs):
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
+    folder = session_runs / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def snapshot():
+    links = set(os.listdir("/sys/class/net"))
+    bridges = set(subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True,
+                                 text=True).stdout.split())
+    netns = set(subprocess.run(["ip", "netns", "list"], capture_output=True,
+                               text=True).stdout.split())
+    procs = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path("/proc", pid, "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if OUR_PROCESSES.search(cmdline) and "pytest" not in cmdline:
+            procs.add("%s %s" % (pid, cmdline.strip()))
+    return {"interfaces": links, "OVS bridges": bridges, "namespaces": netns,
+            "processes": procs}
+
+
+def leaks(before):
+    after = snapshot()
+    return {kind: sorted(after[kind] - before[kind]) for kind in after
+            if after[kind] - before[kind]}
+
+
+@pytest.fixture(autouse=True)
+def _network_guard(request):
+    """Skip network tests where they cannot run; check for leaks after each one."""
+    if request.node.get_closest_marker("network") is None:
+        yield
+        return
+    reason = _network_ready()
+    if reason:
+        pytest.skip(reason)
+    before = snapshot()
+    yield
+    from redlab.wait import wait_until
+    wait_until(lambda: (not leaks(before), leaks(before)), 5,
+               "the test to leave nothing behind")
+
+
+@pytest.fixture
+def network(request, run_folder):
+    """``network(topo, **kw)`` starts a :class:`redlab.net.Network` that always stops.
+
+    On failure the network's evidence (flows, addresses, ARP, daemon logs) is saved in
+    the test's folder; a controller that logged an exception fails the test.
+    """
+    from redlab.net import Network
+    started = []
+
+    def start(topo, **kwargs):
+        kwargs.setdefault("name", request.node.name[:40])
+        kwargs.setdefault("run_folder", run_folder / ("net%d" % len(started)))
+        net = Network(topo, **kwargs)
+        started.append(net)
+        return net.start()
+
+    yield start
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    problems = []
+    for net in started:
+        if net.net is None:
+            continue
+        if failed:
+            net.save_evidence("test %s failed" % request.node.nodeid)
+            print("evidence of %s kept in %s" % (request.node.name, net.run.path))
+        if net.controller is not None:
+            problems += net.controller.errors()
+        net.stop()
+    assert not problems, "the controller logged errors: %s" % problems[:5]
+
+
+@pytest.fixture
+def redlab_cmd():
+    """The ``redlab`` command of this environment."""
+    import sys
+    return [sys.executable, "-m", "redlab.cli"]

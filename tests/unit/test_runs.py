@@ -1,0 +1,151 @@
+"""redlab.runs: run folders, the registry and the network lock, all under tmp_path."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from redlab import runs
+from redlab.errors import RedlabError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("REDLAB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("REDLAB_RUN_ROOT", str(tmp_path / "runs"))
+    return tmp_path
+
+
+def uptime():
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+def registry_entry(run):
+    return json.loads(run.registry_file.read_text())
+
+
+def test_open_creates_the_run_folder_and_a_registry_entry_with_the_owner(dirs):
+    run = runs.Run("demo").open()
+    assert run.path.parent == dirs / "runs"
+    assert run.path.is_dir()
+    assert run.registry_file.parent == dirs / "state" / "runs"
+    entry = registry_entry(run)
+    assert entry["owner_pid"] == os.getpid()
+    assert entry["id"] == run.id and run.id.endswith("-%d-demo" % os.getpid())
+
+
+def test_record_and_forget_are_saved_at_once():
+    run = runs.Run("demo").open()
+    run.record("bridges", "s1")
+    run.record("bridges", "s1")
+    run.record("links", "s1-eth1")
+    assert registry_entry(run)["bridges"] == ["s1"]
+    assert registry_entry(run)["links"] == ["s1-eth1"]
+    run.forget("bridges", "s1")
+    assert registry_entry(run)["bridges"] == []
+    assert registry_entry(run)["links"] == ["s1-eth1"]
+
+
+def test_recorded_process_is_the_same_process_only_while_it_lives():
+    run = runs.Run("demo").open()
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        entry = run.record_process(child.pid, "sleep in h1")
+        assert entry["start"] == runs.proc_start_time(child.pid)
+        assert entry["start"] / os.sysconf("SC_CLK_TCK") == pytest.approx(uptime(), abs=5)
+        assert registry_entry(run)["processes"] == [entry]
+        assert runs.same_process(child.pid, entry["start"])
+        assert not runs.same_process(child.pid, entry["start"] - 1)
+    finally:
+        child.kill()
+        child.wait()
+    assert not runs.same_process(child.pid, entry["start"])
+    run.forget_process(child.pid)
+    assert registry_entry(run)["processes"] == []
+
+
+def test_registered_runs_lists_open_runs_with_a_live_owner():
+    run = runs.Run("demo").open()
+    entries = runs.registered_runs()
+    assert [e["id"] for e in entries] == [run.id]
+    assert entries[0]["registry_file"] == str(run.registry_file)
+    assert runs.owner_alive(entries[0])
+
+
+def test_owner_of_an_entry_from_a_dead_process_is_not_alive():
+    child = subprocess.Popen(["true"])
+    start = runs.proc_start_time(child.pid)
+    child.wait()
+    assert not runs.owner_alive({"owner_pid": child.pid, "owner_start": start})
+
+
+def test_corrupt_registry_entry_is_listed_with_its_error(dirs):
+    (dirs / "state" / "runs").mkdir(parents=True)
+    (dirs / "state" / "runs" / "broken.json").write_text("{not json")
+    [entry] = runs.registered_runs()
+    assert entry["id"] == "broken"
+    assert entry["error"]
+    assert entry["bridges"] == []
+
+
+def test_close_removes_the_entry_and_keeps_state_in_the_run_folder():
+    run = runs.Run("demo").open()
+    run.record("bridges", "s1")
+    run.close()
+    assert not run.registry_file.exists()
+    assert runs.registered_runs() == []
+    state = json.loads((run.path / "state.json").read_text())
+    assert state["bridges"] == ["s1"]
+    run.record("bridges", "s2")         # after close: nothing goes back to the registry
+    assert not run.registry_file.exists()
+
+
+def test_odd_characters_in_a_run_name_are_sanitised(dirs):
+    run = runs.Run("../my lab/ä:1")
+    assert run.id.endswith("-..-my-lab-1")
+    assert "/" not in run.id and " " not in run.id
+    assert run.path.parent == dirs / "runs"
+
+
+def test_empty_name_becomes_run():
+    assert runs.Run("///").id.endswith("-%d-run" % os.getpid())
+
+
+def test_file_and_folder_create_their_parents():
+    run = runs.Run("demo")
+    assert run.folder("web1", "nginx").is_dir()
+    path = run.file("client1", "probe.jsonl")
+    assert path.parent.is_dir() and not path.exists()
+
+
+HOLD_LOCK = """
+import sys
+from redlab.runs import NetworkLock, Run
+NetworkLock().acquire(Run("holder", folder=sys.argv[1]))
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_second_network_lock_in_another_process_fails_naming_redlab_clean(dirs):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(dirs / "holder-run")], cwd=REPO,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RedlabError) as info:
+            runs.NetworkLock().acquire(runs.Run("second"))
+        assert "redlab clean" in str(info.value)
+        assert "pid %d" % holder.pid in str(info.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=5)
+    lock = runs.NetworkLock()
+    lock.acquire(runs.Run("third"))     # free again once the holder is gone
+    lock.release()

@@ -1,0 +1,47 @@
+"""One LAN with everything a web service needs: web servers, DNS, a director, a client.
+
+::
+
+      client1 (10.0.0.201)      dns1 (10.0.0.53)      director (10.0.0.2)
+            \\                      |                      /
+             +-------------------- s1 -------------------+
+                                /   |   \\
+                 web1 (10.0.0.11) web2 (.12) web3 (.13)
+
+dns1 serves zone ``lab.example`` where ``www`` has one A record per web server
+(round robin).  The director runs nothing by itself: load balancers and health
+checkers are started on it by the scenario.
+
+    sudo mn --custom topologies/service_lan.py --topo service_lan --switch ovs,datapath=user \\
+        --controller remote --test pingall
+"""
+
+import os
+import sys
+
+from mininet.topo import Topo
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from redlab import addressing as ap  # noqa: E402
+from redlab.nodes import Client, Director, DNSServer, WebServer  # noqa: E402
+
+ZONE = "lab.example"
+
+
+class ServiceLanTopo(Topo):
+    def build(self, servers=3, dns=True, director=True, ttl=60):
+        s1 = self.addSwitch("s1")
+        self.addLink(self.addHost("client1", cls=Client, ip=ap.cidr(ap.client(1, ap.SERVICE))), s1)
+        for n in range(1, servers + 1):
+            self.addLink(self.addHost("web%d" % n, cls=WebServer, ip=ap.cidr(ap.web(n))), s1)
+        if dns:
+            records = [("www", ap.web(n)) for n in range(1, servers + 1)]
+            dns1 = self.addHost("dns1", cls=DNSServer, ip=ap.cidr(ap.dns(1)),
+                                dns=dict(zone=ZONE, records=records, ttl=ttl))
+            self.addLink(dns1, s1)
+        if director:
+            self.addLink(self.addHost("director", cls=Director, ip=ap.cidr(ap.director())), s1)
+
+
+topos = {"service_lan": ServiceLanTopo}
