@@ -54,16 +54,23 @@ CLIENT_BASE = 100   # clientN on the client LAN -> .100+N
 SERVICE_CLIENT_BASE = 200   # clientN on the service LAN -> .200+N
 
 
+def _numbered(role, n, base, count, lan):
+    if not 1 <= n <= count:
+        raise ConfigError("%s number %r is outside the address plan (1-%d on the %s LAN); "
+                          "see redlab/addressing.py" % (role, n, count, lan.name))
+    return lan.host(base + n)
+
+
 def web(n, lan=SERVICE):
-    return lan.host(WEB_BASE + n)
+    return _numbered("web server", n, WEB_BASE, 9, lan)
 
 
 def vip(n=1, lan=SERVICE):
-    return lan.host(VIP_BASE + n)
+    return _numbered("VIP", n, VIP_BASE, 10, lan)
 
 
 def dns(n=1, lan=SERVICE):
-    return lan.host(DNS_BASE + n)
+    return _numbered("DNS server", n, DNS_BASE, 7, lan)
 
 
 def director(lan=SERVICE):
@@ -76,7 +83,7 @@ def router(lan=SERVICE):
 
 def client(n, lan=CLIENTS):
     base = SERVICE_CLIENT_BASE if lan == SERVICE else CLIENT_BASE
-    return lan.host(base + n)
+    return _numbered("client", n, base, 254 - base, lan)
 
 
 def mac_for(ip):

@@ -263,15 +263,17 @@ class Network:
             for node in self.net.controllers:
                 node.terminate()     # RemoteController.stop() is a no-op: its shell would stay
             self.net = None
-        if self.controller is not None:
-            self.controller.stop()
-        if self.run is not None:
-            from redlab.clean import clean_entry
-            leftovers = clean_entry(self.run.state)
-            if leftovers:
-                log.warning("removed what mininet left behind: %s", ", ".join(leftovers))
-            self.run.close()
-        self._lock.release()
+        try:
+            if self.controller is not None:
+                self.controller.stop()
+            if self.run is not None and self.run.registered:
+                from redlab.clean import clean_entry
+                leftovers = clean_entry(self.run.state)
+                if leftovers:
+                    log.warning("removed what mininet left behind: %s", ", ".join(leftovers))
+                self.run.close()
+        finally:
+            self._lock.release()
         if errors:
             log.warning("teardown problems: %s", "; ".join(errors))
 

@@ -36,15 +36,32 @@ def registry_dir():
     return state_dir() / "runs"
 
 
-def proc_start_time(pid):
-    """The process start time (clock ticks since boot) or None if it is gone."""
+def _stat_fields(pid):
+    """Fields of /proc/PID/stat after the command name (field 3 onwards), or None."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # the command name may contain spaces and parentheses: split after the last ')'
-    return int(stat[stat.rindex(")") + 2:].split()[19])
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def proc_start_time(pid):
+    """The process start time (clock ticks since boot) or None if it is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def child_pids(pid):
+    """Pids whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
 
 
 def same_process(pid, start_time):
@@ -68,7 +85,9 @@ class Run:
 
     def __init__(self, name, folder=None):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
-        self.id = "%s-%d-%s" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid(), name)
+        now = time.time()
+        self.id = "%s.%03d-%d-%s" % (time.strftime("%Y%m%d-%H%M%S", time.localtime(now)),
+                                     int(now * 1000) % 1000, os.getpid(), name)
         self.path = Path(folder) if folder else run_root() / self.id
         self.state = {
             "id": self.id,
@@ -82,6 +101,10 @@ class Run:
             "netns": [],        # "net:[inode]" of emulated hosts
         }
         self._registered = False
+
+    @property
+    def registered(self):
+        return self._registered
 
     # -- folder ---------------------------------------------------------------------
     def file(self, *parts):

@@ -7,8 +7,15 @@ server answer every request with HTTP 500 (a running but broken service).
 
 from redlab.daemons.base import Daemon, wait_for_listen
 from redlab.errors import ConfigError
+from redlab.runs import child_pids
+from redlab.wait import wait_until
 
 MODES = ("normal", "error500")
+
+
+def check_mode(mode, where):
+    if mode not in MODES:
+        raise ConfigError("%s: nginx mode must be one of %s, not %r" % (where, ", ".join(MODES), mode))
 
 
 class Nginx(Daemon):
@@ -32,9 +39,7 @@ class Nginx(Daemon):
         return self.folder / "html"
 
     def values(self):
-        if self.mode not in MODES:
-            raise ConfigError("%s: nginx mode must be one of %s, not %r"
-                              % (self.where, ", ".join(MODES), self.mode))
+        check_mode(self.mode, self.where)
         return dict(port=self.port, mode=self.mode, workers=self.workers, backlog=self.backlog,
                     docroot=str(self.docroot), health_path=self.health_path)
 
@@ -60,7 +65,19 @@ class Nginx(Daemon):
     def ready(self):
         return wait_for_listen(self.node, self.port)
 
+    def worker_pids(self):
+        """Pids of the master's worker processes."""
+        return child_pids(self.pid) if self.running else []
+
+    def reload(self):
+        """Reload and wait until every old worker is gone: then all requests see the new config."""
+        old = set(self.worker_pids())
+        super().reload()
+        wait_until(lambda: (not old & set(self.worker_pids()), sorted(old & set(self.worker_pids()))),
+                   10, "%s: old nginx workers to exit after the reload" % self.node.name)
+
     def set_mode(self, mode):
         """Switch between serving and answering HTTP 500, live (nginx reload)."""
+        check_mode(mode, self.where)
         self.mode = mode
         self.reload()

@@ -82,3 +82,10 @@ def test_check_unique_accepts_distinct_addresses_and_none():
 
 def test_check_unique_accepts_one_node_listing_its_address_twice():
     ap.check_unique([("web1", "10.0.0.11/24"), ("web1", "10.0.0.11")])
+
+
+@pytest.mark.parametrize("make, n", [(ap.web, 10), (ap.web, 0), (ap.vip, 11), (ap.dns, 8)])
+def test_role_numbers_outside_the_plan_are_refused(make, n):
+    # web(43) would otherwise be dns(1) and web(90) vip(1): the plan keeps roles apart
+    with pytest.raises(ConfigError, match="outside the address plan"):
+        make(n)

@@ -1,0 +1,55 @@
+"""The demo scenario, measured: the VIP moves, and the client's view says how fast.
+
+default keepalived: the VIP moves to web2's own MAC; the client's ARP entry changes
+because of web2's gratuitous ARP.  use_vmac: the ARP entry stays on the virtual MAC,
+which moved to another switch port; the controller's GARP reaction is what saves it,
+as the run without that reaction shows.
+"""
+
+from redlab import addressing as ap
+from redlab.scenarios import vrrp_failover
+
+VMAC = "00:00:5e:00:01:33"
+
+
+def assert_failed_over(result):
+    t = result.timeline
+    assert t.served_before == "web1"
+    assert t.recovered, t.summary()
+    assert t.served_after == "web2"
+    assert result.vip_holder_before == "web1" and result.vip_holder_after == "web2"
+    # keepalived: master down after 3 x advert_int + skew (~3.6 s with advert_int 1)
+    assert t.time_to_detect is not None and 2.5 < t.time_to_detect < 5, t.summary()
+    assert t.time_to_detect <= t.time_to_recover < t.time_to_detect + 2, t.summary()
+    assert 0 < t.requests_lost < t.requests_sent
+
+
+def test_default_keepalived_moves_vip_to_backup_mac(run_folder):
+    result = vrrp_failover.run(use_vmac=False, run_folder=run_folder)
+    assert_failed_over(result)
+    assert ap.mac_for(ap.web(1)) in result.arp_before
+    assert ap.mac_for(ap.web(2)) in result.arp_after
+    moved = [e for e in result.controller_events if e["event"] == "ip_moved"]
+    assert moved and moved[0]["ip"] == ap.vip(1) and moved[0]["gratuitous"]
+    assert moved[0]["new_mac"] == ap.mac_for(ap.web(2))
+
+
+def test_use_vmac_recovers_through_the_controller_garp_reaction(run_folder):
+    result = vrrp_failover.run(use_vmac=True, run_folder=run_folder)
+    assert_failed_over(result)
+    assert VMAC in result.arp_before and VMAC in result.arp_after
+    moved = [e for e in result.controller_events if e["event"] == "mac_moved"]
+    assert len(moved) == 1 and moved[0]["mac"] == VMAC and moved[0]["flows_replaced"]
+    assert moved[0]["old_port"] != moved[0]["new_port"]
+
+
+def test_use_vmac_without_garp_reaction_never_recovers(run_folder):
+    result = vrrp_failover.run(use_vmac=True, garp_reaction=False, run_folder=run_folder,
+                               recover_timeout=6)
+    t = result.timeline
+    assert result.vip_holder_after == "web2"        # keepalived did its part ...
+    assert t.time_to_detect is not None
+    assert not t.recovered                          # ... but the stale flow still points at web1
+    assert t.requests_lost == t.requests_sent
+    moved = [e for e in result.controller_events if e["event"] == "mac_moved"]
+    assert moved and not moved[0]["flows_replaced"]
