@@ -44,6 +44,7 @@ class Lan:
 
 SERVICE = Lan("service", "10.0.0.0/24")
 CLIENTS = Lan("clients", "10.0.1.0/24")
+SPARE = Lan("spare", "10.0.2.0/24")
 
 ROUTER = 1
 DIRECTOR = 2

@@ -56,6 +56,11 @@ def validate_topology(topo):
         info = topo.nodeInfo(name)
         if not topo.isSwitch(name):
             assignments.append((name, info.get("ip")))
+    for src, dst, info in topo.links(sort=True, withInfo=True):
+        for node, key in ((info["node1"], "params1"), (info["node2"], "params2")):
+            ip = info.get(key, {}).get("ip")
+            if ip and (node, ip) not in assignments:
+                assignments.append((node, ip))
     addressing.check_unique(assignments)
 
 

@@ -5,7 +5,7 @@
 
 import importlib
 
-_MODULES = ("topologies.vrrp_pair", "topologies.service_lan")
+_MODULES = ("topologies.vrrp_pair", "topologies.service_lan", "topologies.routed")
 
 
 def all_topologies():

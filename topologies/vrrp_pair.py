@@ -16,12 +16,15 @@
         --controller remote --test pingall
 """
 
+import inspect
 import os
 import sys
 
 from mininet.topo import Topo
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# `mn --custom` runs this file without __file__ and without redlab on its path
+_HERE = os.path.abspath(inspect.getframeinfo(inspect.currentframe()).filename)
+sys.path.insert(0, os.path.dirname(os.path.dirname(_HERE)))
 
 from redlab import addressing as ap  # noqa: E402
 from redlab.nodes import Client, WebServer  # noqa: E402

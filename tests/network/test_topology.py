@@ -1,10 +1,17 @@
 """A topology comes up, forwards ICMP *and* TCP across the OVS switch, and goes away."""
 
 import re
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from redlab import addressing as ap
 from redlab.system import choose_datapath
+from topologies import all_topologies
 from topologies.vrrp_pair import VRRPPairTopo
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_ping_and_tcp_work_across_the_switch(network):
@@ -47,3 +54,39 @@ def test_controller_learns_and_installs_flows(network):
     assert "dl_dst=%s" % ap.mac_for(ap.web(1)) in flows
     assert "dl_dst=%s" % ap.mac_for(ap.client(1, ap.SERVICE)) in flows
     assert "priority=20,arp actions=CONTROLLER" in flows
+
+
+@pytest.mark.parametrize("name", sorted(all_topologies()))
+def test_topology_files_load_with_mn_custom(name):
+    """Students can run the same files with Mininet's own `mn --custom`."""
+    path = REPO / "topologies" / ("%s.py" % name)
+    out = subprocess.run(["mn", "--custom", str(path), "--topo", name,
+                          "--switch", "ovs,datapath=user,failMode=standalone",
+                          "--controller", "none", "--test", "pingall"],
+                         capture_output=True, text=True, timeout=120)
+    assert "Results: 0% dropped" in out.stdout + out.stderr, out.stderr[-800:]
+
+
+def test_router_forwards_between_lans_and_keeps_static_routes(network):
+    from topologies.routed import RoutedTopo
+    extra = (ap.SPARE.cidr, ap.client(1))          # a static route, as a lab would add
+    net = network(RoutedTopo(routes=[extra]))
+    r1, client = net["r1"], net["client1"]
+    assert r1.cmd("sysctl -n net.ipv4.ip_forward").strip() == "1"
+    assert "%s via %s" % (ap.SPARE.cidr, ap.client(1)) in r1.cmd("ip route")
+    reply = client.cmd("curl -s -m 2 http://%s/" % ap.web(1))
+    assert "web1 v1" in reply
+    assert "ttl=63" in client.cmd("ping -c1 -W1 %s" % ap.web(1))   # one hop through r1
+
+
+def test_evidence_is_kept_when_the_body_raises(run_folder):
+    from redlab.net import Network
+    with pytest.raises(RuntimeError, match="boom"):
+        with Network(VRRPPairTopo(), run_folder=run_folder / "net", services=False) as net:
+            net["client1"].cmd("ping -c1 -W1 %s" % ap.web(1))
+            raise RuntimeError("boom")
+    evidence = run_folder / "net" / "evidence"
+    assert "RuntimeError: boom" in (evidence / "reason.txt").read_text()
+    assert "dl_dst=%s" % ap.mac_for(ap.web(1)) in (evidence / "s1.flows.txt").read_text()
+    client = (evidence / "client1.txt").read_text()
+    assert ap.client(1, ap.SERVICE) in client and ap.web(1) in client    # addresses, ARP table
