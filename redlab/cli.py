@@ -100,9 +100,7 @@ def cmd_run(args):
     print(result.summary())
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(mode=result.mode, timeline=result.timeline.as_dict(),
-                           arp_before=result.arp_before, arp_after=result.arp_after,
-                           run_folder=result.run_folder), f, indent=1)
+            json.dump(result.as_dict(), f, indent=1)
     return 0
 
 

@@ -49,6 +49,12 @@ def _network_ready():
 
 @pytest.fixture(scope="session")
 def session_runs():
+    if os.geteuid() == 0:
+        # like Mininet's suites running `mn -c` first, but only runs whose owner died
+        from redlab.clean import clean
+        report, cleaned = clean(keep_runs=10)
+        if cleaned:
+            print("\nredlab clean before the tests:\n  " + "\n  ".join(report))
     TEST_RUNS.mkdir(parents=True, exist_ok=True)
     old = sorted((p for p in TEST_RUNS.iterdir() if p.is_dir()), key=lambda p: p.name)
     for stale in old[:max(0, len(old) - (KEEP_SESSIONS - 1))]:

@@ -33,6 +33,12 @@ class FailoverResult:
     controller_events: list = field(default_factory=list)
     run_folder: str = ""
 
+    def as_dict(self):
+        return dict(mode=self.mode, timeline=self.timeline.as_dict(), arp_before=self.arp_before,
+                    arp_after=self.arp_after, vip_holder_before=self.vip_holder_before,
+                    vip_holder_after=self.vip_holder_after,
+                    controller_events=self.controller_events, run_folder=self.run_folder)
+
     def summary(self):
         moved = [e for e in self.controller_events if e["event"] in ("mac_moved", "ip_moved")]
         lines = ["== VRRP failover, %s ==" % self.mode,

@@ -6,6 +6,10 @@ which moved to another switch port; the controller's GARP reaction is what saves
 as the run without that reaction shows.
 """
 
+import json
+import subprocess
+from types import SimpleNamespace
+
 from redlab import addressing as ap
 from redlab.scenarios import vrrp_failover
 
@@ -15,17 +19,24 @@ VMAC = "00:00:5e:00:01:33"
 def assert_failed_over(result):
     t = result.timeline
     assert t.served_before == "web1"
-    assert t.recovered, t.summary()
+    assert t.recovered, t
     assert t.served_after == "web2"
     assert result.vip_holder_before == "web1" and result.vip_holder_after == "web2"
     # keepalived: master down after 3 x advert_int + skew (~3.6 s with advert_int 1)
-    assert t.time_to_detect is not None and 2.5 < t.time_to_detect < 5, t.summary()
-    assert t.time_to_detect <= t.time_to_recover < t.time_to_detect + 2, t.summary()
+    assert t.time_to_detect is not None and 2.5 < t.time_to_detect < 5, t
+    assert t.time_to_detect <= t.time_to_recover < t.time_to_detect + 2, t
     assert 0 < t.requests_lost < t.requests_sent
 
 
-def test_default_keepalived_moves_vip_to_backup_mac(run_folder):
-    result = vrrp_failover.run(use_vmac=False, run_folder=run_folder)
+def test_default_keepalived_moves_vip_to_backup_mac(redlab_cmd, run_folder):
+    """Through the CLI, as a person runs it: `redlab run vrrp-failover --json FILE`."""
+    out = subprocess.run(redlab_cmd + ["run", "vrrp-failover", "--json", str(run_folder / "r.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "served after recovery   : web2" in out.stdout
+    data = json.loads((run_folder / "r.json").read_text())
+    result = SimpleNamespace(**data)
+    result.timeline = SimpleNamespace(**data["timeline"])
     assert_failed_over(result)
     assert ap.mac_for(ap.web(1)) in result.arp_before
     assert ap.mac_for(ap.web(2)) in result.arp_after
