@@ -28,13 +28,14 @@ from os_ken.ofproto import ofproto_v1_3
 from controllers.events import EventLog, load_config
 from controllers.learning import MOVED, NEW, MacTable, is_gratuitous, is_multicast
 
-LEARN_TABLE, FORWARD_TABLE = 0, 1
 PRIO_MISS, PRIO_LEARNED, PRIO_ARP = 0, 10, 20
 COOKIE = 0x7ED1AB
 
 
 class L2Switch(app_manager.OSKenApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    LEARN_TABLE = 0
+    FORWARD_TABLE = 1      # a subclass may put its own tables in between
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -45,23 +46,29 @@ class L2Switch(app_manager.OSKenApp):
 
     # -- helpers -------------------------------------------------------------------
     @staticmethod
-    def add_flow(dp, table, priority, match, actions=(), goto=None, idle=0):
+    def flow_mod(dp, table, priority, match, actions=(), goto=None, idle=0, cookie=COOKIE,
+                 flags=0):
         ofp, parser = dp.ofproto, dp.ofproto_parser
         inst = []
         if actions:
             inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, list(actions)))
         if goto is not None:
             inst.append(parser.OFPInstructionGotoTable(goto))
-        dp.send_msg(parser.OFPFlowMod(
-            datapath=dp, cookie=COOKIE, table_id=table, priority=priority, match=match,
-            instructions=inst, idle_timeout=idle))
+        return parser.OFPFlowMod(
+            datapath=dp, cookie=cookie, table_id=table, priority=priority, match=match,
+            instructions=inst, idle_timeout=idle, flags=flags)
+
+    def add_flow(self, dp, table, priority, match, actions=(), goto=None, idle=0, **kwargs):
+        dp.send_msg(self.flow_mod(dp, table, priority, match, actions, goto, idle, **kwargs))
 
     @staticmethod
-    def delete_flows(dp, table, match):
+    def delete_flows(dp, table, match, cookie=0, cookie_mask=0, strict=False, priority=0):
         ofp, parser = dp.ofproto, dp.ofproto_parser
         dp.send_msg(parser.OFPFlowMod(
-            datapath=dp, table_id=table, command=ofp.OFPFC_DELETE, out_port=ofp.OFPP_ANY,
-            out_group=ofp.OFPG_ANY, match=match))
+            datapath=dp, table_id=table,
+            command=ofp.OFPFC_DELETE_STRICT if strict else ofp.OFPFC_DELETE,
+            priority=priority, out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY, match=match,
+            cookie=cookie, cookie_mask=cookie_mask))
 
     def to_controller(self, dp):
         ofp, parser = dp.ofproto, dp.ofproto_parser
@@ -74,17 +81,35 @@ class L2Switch(app_manager.OSKenApp):
         ofp, parser = dp.ofproto, dp.ofproto_parser
         # a (re)connecting switch starts from a known state: ours, rebuilt by learning
         self.table.forget_datapath(dp.id)
-        for table in (LEARN_TABLE, FORWARD_TABLE):
-            self.delete_flows(dp, table, parser.OFPMatch())
+        self.reset_tables(dp)
         dp.send_msg(parser.OFPBarrierRequest(dp))
-        self.add_flow(dp, LEARN_TABLE, PRIO_MISS, parser.OFPMatch(),
-                      [self.to_controller(dp)], goto=FORWARD_TABLE)
-        self.add_flow(dp, LEARN_TABLE, PRIO_ARP, parser.OFPMatch(eth_type=ether_types.ETH_TYPE_ARP),
-                      [self.to_controller(dp)], goto=FORWARD_TABLE)
-        self.add_flow(dp, FORWARD_TABLE, PRIO_MISS, parser.OFPMatch(),
+        self.add_flow(dp, self.LEARN_TABLE, PRIO_MISS, parser.OFPMatch(),
+                      [self.to_controller(dp)], goto=self.LEARN_TABLE + 1)
+        self.add_flow(dp, self.LEARN_TABLE, PRIO_ARP,
+                      parser.OFPMatch(eth_type=ether_types.ETH_TYPE_ARP),
+                      [self.to_controller(dp)], goto=self.LEARN_TABLE + 1)
+        self.add_flow(dp, self.FORWARD_TABLE, PRIO_MISS, parser.OFPMatch(),
                       [parser.OFPActionOutput(ofp.OFPP_FLOOD)])
+        self.setup_tables(dp)
+        dp.send_msg(parser.OFPBarrierRequest(dp))
         self.event_log.emit("switch_connected", dpid=dp.id)
         self.logger.info("switch %016x connected: tables reset", dp.id)
+
+    def reset_tables(self, dp):
+        """Delete what this app owns before rebuilding it (all flows, by default)."""
+        ofp = dp.ofproto
+        self.delete_flows(dp, ofp.OFPTT_ALL, dp.ofproto_parser.OFPMatch())
+
+    def setup_tables(self, dp):
+        """Hook for subclasses: install their own tables' fixed flows."""
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def error_msg(self, ev):
+        """A switch refused something we sent: that is a bug of ours, say it loudly."""
+        msg = ev.msg
+        self.logger.error("switch %s refused a message: type=0x%02x code=0x%02x data=%s",
+                          msg.datapath.id, msg.type, msg.code, msg.data[:64].hex())
+        self.event_log.emit("switch_error", dpid=msg.datapath.id, type=msg.type, code=msg.code)
 
     # -- learning ------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
@@ -108,14 +133,15 @@ class L2Switch(app_manager.OSKenApp):
             self.logger.info("learned %s on port %s", mac, port)
         elif change.status == MOVED:
             if self.garp_reaction:
-                self.delete_flows(dp, LEARN_TABLE, parser.OFPMatch(eth_src=mac))
-                self.delete_flows(dp, FORWARD_TABLE, parser.OFPMatch(eth_dst=mac))
+                self.delete_flows(dp, self.LEARN_TABLE, parser.OFPMatch(eth_src=mac))
+                self.delete_flows(dp, self.FORWARD_TABLE, parser.OFPMatch(eth_dst=mac))
                 dp.send_msg(parser.OFPBarrierRequest(dp))
                 self.install(dp, mac, port)
             else:
                 # like simple_switch_13: stop the packet-ins, keep the stale forwarding flow
-                self.add_flow(dp, LEARN_TABLE, PRIO_LEARNED,
-                              parser.OFPMatch(in_port=port, eth_src=mac), goto=FORWARD_TABLE)
+                self.add_flow(dp, self.LEARN_TABLE, PRIO_LEARNED,
+                              parser.OFPMatch(in_port=port, eth_src=mac),
+                              goto=self.LEARN_TABLE + 1)
             self.event_log.emit("mac_moved", dpid=dp.id, mac=mac, old_port=change.old_port,
                              new_port=port, flows_replaced=self.garp_reaction)
             self.logger.info("%s moved from port %s to %s (flows %s)", mac, change.old_port, port,
@@ -123,9 +149,9 @@ class L2Switch(app_manager.OSKenApp):
 
     def install(self, dp, mac, port):
         parser = dp.ofproto_parser
-        self.add_flow(dp, LEARN_TABLE, PRIO_LEARNED, parser.OFPMatch(in_port=port, eth_src=mac),
-                      goto=FORWARD_TABLE)
-        self.add_flow(dp, FORWARD_TABLE, PRIO_LEARNED, parser.OFPMatch(eth_dst=mac),
+        self.add_flow(dp, self.LEARN_TABLE, PRIO_LEARNED, parser.OFPMatch(in_port=port, eth_src=mac),
+                      goto=self.LEARN_TABLE + 1)
+        self.add_flow(dp, self.FORWARD_TABLE, PRIO_LEARNED, parser.OFPMatch(eth_dst=mac),
                       [parser.OFPActionOutput(port)])
 
     def learn_arp(self, dp, pkt_arp, port):

@@ -66,6 +66,10 @@ def clean_entry(entry):
         if os.path.exists("/sys/class/net/" + link):
             subprocess.run(["ip", "link", "del", link], capture_output=True)
             removed.append("interface " + link)
+    for path in entry.get("files", []):
+        if os.path.exists(path):
+            os.unlink(path)
+            removed.append("file " + path)
     return removed
 
 

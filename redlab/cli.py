@@ -16,6 +16,8 @@ from redlab.errors import RedlabError
 SCENARIOS = {
     "vrrp-failover": "crash the keepalived master of a VRRP pair under a probe "
                      "(--vmac: use_vmac; --no-garp-reaction: controller without its GARP reaction)",
+    "lb": "the os-ken load balancer in front of web1..web3 with health checks from the director "
+          "(--service FILE or --algo/--kind/--check; --cli or --hold N to operate it with `redlab lb`)",
 }
 
 
@@ -95,6 +97,8 @@ def cmd_run(args):
     if args.name not in SCENARIOS:
         raise RedlabError("unknown lab or scenario %r; `redlab run --list` shows them: %s"
                           % (args.name, ", ".join(SCENARIOS)))
+    if args.name == "lb":
+        return run_lb(args)
     from redlab.scenarios import vrrp_failover
     result = vrrp_failover.run(use_vmac=args.vmac, garp_reaction=not args.no_garp_reaction)
     print(result.summary())
@@ -102,6 +106,68 @@ def cmd_run(args):
         with open(args.json, "w") as f:
             json.dump(result.as_dict(), f, indent=1)
     return 0
+
+
+def run_lb(args):
+    from redlab.lb import load, web_service
+    from redlab.scenarios.lb import LoadBalancedService
+    service = load(args.service) if args.service else web_service(
+        lb_algo=args.algo, lb_kind=args.kind, check=args.check)
+    with LoadBalancedService(service) as lab:
+        print("load balancer up: VIP %s:%d, run folder %s" % (service.vip, service.port,
+                                                              lab.network.run.path), flush=True)
+        if args.cli:
+            from mininet.cli import CLI
+            print("try: client1 curl -s http://%s/   (and `redlab lb status` in another shell)"
+                  % service.vip)
+            CLI(lab.network.net)
+        elif args.hold:
+            deadline = time.monotonic() + args.hold
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+        else:
+            answers = [lab.get()[1] for _ in range(args.requests)]
+            print("%d requests from client1 to the VIP were served by: %s"
+                  % (len(answers), " ".join(str(a) for a in answers)))
+        print(lab.status_text())
+    return 0
+
+
+def cmd_lb(args):
+    from redlab.lb import format_status, live_socket, request
+    path, entry = live_socket()
+    messages = {
+        "status": lambda: {"cmd": "status"},
+        "weight": lambda: {"cmd": "set_weight", "server": args.server, "weight": args.weight},
+        "drain": lambda: {"cmd": "set_weight", "server": args.server, "weight": 0},
+        "add": lambda: {"cmd": "add_server", "name": args.server, "ip": args.ip,
+                        "port": args.port, "weight": args.weight},
+        "remove": lambda: {"cmd": "remove_server", "server": args.server},
+    }
+    reply = request(path, messages[args.action]())
+    if not reply.get("ok"):
+        raise RedlabError("the load balancer refused: %s" % reply.get("error"))
+    if args.action == "status":
+        last = _last_checks(entry)
+        print(format_status(reply, last))
+    else:
+        print("done: %s" % args.action)
+    return 0
+
+
+def _last_checks(entry):
+    import glob
+    last = {}
+    for path in glob.glob("%s/director/*.jsonl" % entry.get("path", "")):
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if "event" not in record:
+                    last[record["server"]] = record
+    return last
 
 
 def build_parser():
@@ -134,7 +200,32 @@ def build_parser():
     p.add_argument("--vmac", action="store_true")
     p.add_argument("--no-garp-reaction", action="store_true")
     p.add_argument("--json", help="write the measurements to this file")
+    p.add_argument("--service", help="lb: a service YAML file")
+    p.add_argument("--algo", default="wlc", help="lb: scheduler (rr, wrr, lc, wlc, ...)")
+    p.add_argument("--kind", default="NAT", choices=("NAT", "DR"), help="lb: forwarding method")
+    p.add_argument("--check", default="http", choices=("icmp", "tcp", "http"),
+                   help="lb: health check type")
+    p.add_argument("--requests", type=int, default=12, help="lb: requests to send")
+    p.add_argument("--cli", action="store_true", help="open the Mininet CLI")
+    p.add_argument("--hold", type=float, default=0, help="keep it up for N seconds")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("lb", help="operate the running load balancer (like ipvsadm)")
+    lb = p.add_subparsers(dest="action", required=True)
+    lb.add_parser("status", help="ipvsadm -Ln, plus health")
+    q = lb.add_parser("weight", help="set a real server's weight")
+    q.add_argument("server")
+    q.add_argument("weight", type=int)
+    q = lb.add_parser("drain", help="weight 0: no new connections, established ones stay")
+    q.add_argument("server")
+    q = lb.add_parser("add", help="add a real server")
+    q.add_argument("server")
+    q.add_argument("ip")
+    q.add_argument("--port", type=int, default=80)
+    q.add_argument("--weight", type=int, default=1)
+    q = lb.add_parser("remove", help="remove a real server (established connections stay)")
+    q.add_argument("server")
+    p.set_defaults(func=cmd_lb)
     return parser
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 
 from redlab.errors import RedlabError
+from redlab.runs import state_dir
 from redlab.wait import wait_until
 
 L2_SWITCH = "controllers.l2switch"
@@ -47,6 +48,9 @@ class ControllerProcess:
         self.config_file = self.folder / "config.json"
         self.config = dict(config or {})
         self.config.setdefault("events_file", str(self.events_file))
+        # AF_UNIX paths are limited to 107 bytes: the control socket lives in the state dir
+        self.socket_path = str(state_dir() / ("ctl-%s.sock" % run.id.split("-")[2]))
+        self.config.setdefault("control_socket", self.socket_path)
         self.proc = None
         self.started_at = None
         self._log = None
@@ -61,6 +65,7 @@ class ControllerProcess:
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         self.run.record_process(self.proc.pid, "controller " + " ".join(self.apps))
+        self.run.record("files", self.socket_path)
 
         def up():
             if self.proc.poll() is not None:
@@ -89,6 +94,8 @@ class ControllerProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.run.forget_process(self.proc.pid)
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
         if self._log:
             self._log.close()
             self._log = None

@@ -99,6 +99,7 @@ class Run:
             "links": [],        # interface names in the root namespace
             "processes": [],    # {"pid", "start", "what"}
             "netns": [],        # "net:[inode]" of emulated hosts
+            "files": [],        # sockets and other files outside the run folder
         }
         self._registered = False
 

@@ -1,0 +1,441 @@
+"""The load balancer: one VIP in front of real servers, IPVS-style, as an os-ken app.
+
+It is the learning switch of :mod:`controllers.l2switch` with a *service table*
+between learning and forwarding::
+
+    table 0  learning (+ copies to the controller of SYN-ACK, FIN and RST segments)
+    table 1  service  per connection  client:port -> VIP:port   rewrite to the real server
+                      per connection  server -> client          rewrite back to VIP (NAT)
+                      new connection  * -> VIP:port             to the controller
+    table 2  forwarding by destination MAC (flood when unknown)
+
+The controller answers ARP for the VIP with the service's virtual MAC.  The first SYN
+of each new connection comes to the controller, which asks the scheduler
+(:mod:`controllers.schedulers`, the kernel's rules) for a real server among those whose
+health check passes, records the connection (:mod:`controllers.conntrack`), installs
+the flows of both directions and sends the SYN on; every later packet stays in the
+switch.  Forwarding methods, as keepalived's ``lb_kind``:
+
+- **NAT**: destination IP and MAC rewritten to the real server; replies rewritten back
+  to the VIP and its MAC.
+- **DR** (direct routing): only the destination MAC is rewritten; the real servers hold
+  the VIP on ``lo`` (``arp_ignore=1``, ``arp_announce=2``) and answer the client directly.
+
+Connection states as IPVS counts them: a connection is *inactive* (``InActConn``) from
+its SYN until the real server's SYN-ACK is seen, *active* (``ActiveConn``) while
+established, and inactive again from the first FIN or RST until its flows expire.
+
+Health state arrives from the checker on the director host over a Unix socket (the same
+socket answers ``redlab lb status`` and runtime changes: weight, drain, add, remove).
+"""
+
+import json
+import os
+import socket
+import time
+
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import MAIN_DISPATCHER, set_ev_cls
+from os_ken.lib import hub
+from os_ken.lib.packet import arp, ether_types, ethernet, ipv4, packet, tcp
+from os_ken.lib.packet import in_proto
+
+from controllers.conntrack import ConnectionTable
+from controllers.events import load_config
+from controllers.l2switch import COOKIE, L2Switch
+from controllers.schedulers import RealServer, make_scheduler
+from controllers.service import (RealServerSpec, ServiceConfigError, load_service,
+                                 parse_service, service_to_dict)
+
+CONN_COOKIE = 0x7ED1AB01
+PRIO_CONN, PRIO_NEW, PRIO_COPY = 200, 100, 30
+SYN, RST, ACK, FIN = 0x02, 0x04, 0x10, 0x01
+
+
+class LoadBalancer(L2Switch):
+    SERVICE_TABLE = 1
+    FORWARD_TABLE = 2
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        config = load_config()
+        self.service = (parse_service(config["service"]) if "service" in config
+                        else load_service(config["service_file"]))
+        svc = self.service
+        self.established_timeout = config.get("established_timeout", 300)
+        self.closing_timeout = config.get("closing_timeout", 2)
+        self.log_connections = config.get("log_connections", True)
+        self.servers = [RealServer(name=s.name, ip=s.ip, port=s.port, weight=s.weight)
+                        for s in svc.real_servers]
+        self.configured_weight = {s.name: s.weight for s in svc.real_servers}
+        self.health = {s.name: "up" for s in svc.real_servers}
+        self.health_reason = {s.name: "not checked yet" for s in svc.real_servers}
+        self.scheduler = make_scheduler(svc.lb_algo, **svc.scheduler_options())
+        self.conns = ConnectionTable(persistence_timeout=svc.persistence_timeout)
+        self.macs = {}               # real server ip -> mac, from ARP
+        self.dp = None
+        self.socket_path = config.get("control_socket")
+        if self.socket_path:
+            hub.spawn(self._control_server)
+        self.logger.info("service %s %s:%d %s %s, real servers %s", svc.name, svc.vip, svc.port,
+                         svc.lb_algo, svc.lb_kind, ", ".join(s.name for s in svc.real_servers))
+
+    # -- tables ----------------------------------------------------------------------
+    def reset_tables(self, dp):
+        """Rebuild everything except the per-connection flows (they carry live traffic
+        across a controller restart and are read back by ``flow_stats``)."""
+        parser = dp.ofproto_parser
+        for table in (self.LEARN_TABLE, self.FORWARD_TABLE):
+            self.delete_flows(dp, table, parser.OFPMatch())
+        self.delete_flows(dp, self.SERVICE_TABLE, parser.OFPMatch(), cookie=COOKIE,
+                          cookie_mask=0xFFFFFFFFFFFFFFFF)
+
+    def setup_tables(self, dp):
+        parser = dp.ofproto_parser
+        svc = self.service
+        self.dp = dp
+        tcp_match = dict(eth_type=ether_types.ETH_TYPE_IP, ip_proto=in_proto.IPPROTO_TCP)
+        copy = [self.to_controller(dp)]
+
+        def flags_match(flags, *fields):
+            # OVS wants a field's prerequisites before it; os-ken would put the Nicira
+            # tcp_flags field first, so the order is given explicitly
+            return parser.OFPMatch(_ordered_fields=[
+                ("eth_type", ether_types.ETH_TYPE_IP), ("ip_proto", in_proto.IPPROTO_TCP)]
+                + list(fields) + [("tcp_flags_nxm", (flags, flags))])
+        # copies of the segments that change a connection's state
+        for flags in (SYN | ACK, FIN, RST):
+            self.add_flow(dp, self.LEARN_TABLE, PRIO_COPY, flags_match(flags, ("tcp_src", svc.port)),
+                          copy, goto=self.SERVICE_TABLE)
+        for flags in (FIN, RST):
+            self.add_flow(dp, self.LEARN_TABLE, PRIO_COPY,
+                          flags_match(flags, ("ipv4_dst", svc.vip), ("tcp_dst", svc.port)),
+                          copy, goto=self.SERVICE_TABLE)
+        self.add_flow(dp, self.SERVICE_TABLE, PRIO_NEW,
+                      parser.OFPMatch(ipv4_dst=svc.vip, tcp_dst=svc.port, **tcp_match), copy)
+        self.add_flow(dp, self.SERVICE_TABLE, 0, parser.OFPMatch(), goto=self.FORWARD_TABLE)
+        # learn the real servers' MACs now rather than on the first connection
+        for server in self.servers:
+            self.arp_probe(dp, server.ip)
+        # connections that survived a controller restart: read them back from the switch
+        dp.send_msg(parser.OFPFlowStatsRequest(dp, table_id=self.SERVICE_TABLE,
+                                               cookie=CONN_COOKIE, cookie_mask=0xFFFFFFFF))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def flow_stats(self, ev):
+        now = time.time()
+        restored = 0
+        for stat in ev.msg.body:
+            m = stat.match
+            if m.get("ipv4_dst") == self.service.vip and "ipv4_src" in m:
+                server = self._server_for_actions(stat.instructions)
+                if server and not self.conns.get(m["ipv4_src"], m["tcp_src"]):
+                    conn = self.conns.add(m["ipv4_src"], m["tcp_src"], server.name, now)
+                    self.conns.established(conn.client_ip, conn.client_port, now)
+                    restored += 1
+        if restored:
+            self.event_log.emit("connections_restored", count=restored)
+            self.logger.info("restored %d connections from the switch's flows", restored)
+
+    def _server_for_actions(self, instructions):
+        for inst in instructions:
+            for action in getattr(inst, "actions", []):
+                value = getattr(action, "value", None)
+                for server in self.servers:
+                    if value in (server.ip, self.macs.get(server.ip)):
+                        return server
+        return None
+
+    # -- packets -----------------------------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def packet_in(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        pkt = packet.Packet(msg.data)
+        eth = pkt.get_protocol(ethernet.ethernet)
+        if eth is None:
+            return
+        super().packet_in(ev)            # learning (MACs, ARP bindings)
+        if eth.ethertype == ether_types.ETH_TYPE_ARP:
+            self.handle_arp(dp, msg.match["in_port"], eth, pkt.get_protocol(arp.arp))
+            return
+        ip = pkt.get_protocol(ipv4.ipv4)
+        seg = pkt.get_protocol(tcp.tcp)
+        if ip is None or seg is None:
+            return
+        svc = self.service
+        to_vip = ip.dst == svc.vip and seg.dst_port == svc.port
+        if to_vip and seg.bits & SYN and not seg.bits & ACK and msg.table_id == self.SERVICE_TABLE:
+            self.new_connection(dp, msg, ip, seg)
+        elif seg.bits & SYN and seg.bits & ACK:
+            self.conns.established(ip.dst, seg.dst_port, time.time())
+        elif seg.bits & (FIN | RST):
+            key = (ip.src, seg.src_port) if to_vip else (ip.dst, seg.dst_port)
+            self.close_connection(dp, *key)
+
+    def handle_arp(self, dp, in_port, eth, req):
+        if req is None:
+            return
+        self.macs[req.src_ip] = req.src_mac
+        if req.opcode != arp.ARP_REQUEST or req.dst_ip != self.service.vip:
+            return
+        reply = packet.Packet()
+        reply.add_protocol(ethernet.ethernet(ethertype=ether_types.ETH_TYPE_ARP, dst=eth.src,
+                                             src=self.service.vmac))
+        reply.add_protocol(arp.arp(opcode=arp.ARP_REPLY, src_mac=self.service.vmac,
+                                   src_ip=self.service.vip, dst_mac=req.src_mac,
+                                   dst_ip=req.src_ip))
+        self.packet_out(dp, reply, [dp.ofproto_parser.OFPActionOutput(in_port)])
+
+    def arp_probe(self, dp, ip):
+        """Ask who has ``ip`` (from the VIP), flooded; the answer is learned from its copy."""
+        probe = packet.Packet()
+        probe.add_protocol(ethernet.ethernet(ethertype=ether_types.ETH_TYPE_ARP,
+                                             dst="ff:ff:ff:ff:ff:ff", src=self.service.vmac))
+        probe.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=self.service.vmac,
+                                   src_ip=self.service.vip, dst_mac="00:00:00:00:00:00",
+                                   dst_ip=ip))
+        self.packet_out(dp, probe, [dp.ofproto_parser.OFPActionOutput(dp.ofproto.OFPP_FLOOD)])
+
+    def packet_out(self, dp, pkt, actions, in_port=None):
+        ofp = dp.ofproto
+        if isinstance(pkt, packet.Packet):
+            pkt.serialize()
+            pkt = pkt.data
+        dp.send_msg(dp.ofproto_parser.OFPPacketOut(
+            datapath=dp, buffer_id=ofp.OFP_NO_BUFFER,
+            in_port=in_port if in_port is not None else ofp.OFPP_CONTROLLER,
+            actions=actions, data=pkt))
+
+    # -- scheduling --------------------------------------------------------------------
+    def candidates(self):
+        """The scheduler's view: healthy servers (or all, weight 0 when inhibited)."""
+        result = []
+        for server in self.servers:
+            healthy = self.health.get(server.name) == "up"
+            if not healthy and not self.service.inhibit_on_failure:
+                continue
+            server.weight = self.configured_weight[server.name] if healthy else 0
+            server.active_conns, server.inactive_conns = self.conns.counts(server.name)
+            result.append(server)
+        return result
+
+    def new_connection(self, dp, msg, ip, seg):
+        now = time.time()
+        conn = self.conns.get(ip.src, seg.src_port)
+        servers = self.candidates()
+        chosen = None
+        if conn is not None:                       # a retransmitted SYN: keep its server
+            chosen = next((s for s in servers if s.name == conn.server and s.weight > 0), None)
+            if chosen is None:
+                self.forget_connection(dp, conn)
+        if chosen is None:
+            sticky = self.conns.persistent_server(ip.src, now)
+            chosen = next((s for s in servers if s.name == sticky and s.weight > 0), None)
+        if chosen is None:
+            chosen = self.scheduler.pick(servers, client_ip=ip.src, dest_ip=ip.dst,
+                                         client_port=seg.src_port, now=now)
+        if chosen is None:
+            self.event_log.emit("no_server", client=ip.src, port=seg.src_port)
+            self.logger.warning("no real server available for %s:%d", ip.src, seg.src_port)
+            return
+        if not self.install_connection(dp, ip.src, seg.src_port, chosen,
+                                       self.established_timeout):
+            return          # its MAC is being asked for; the client's SYN retransmit comes back
+        if self.conns.get(ip.src, seg.src_port) is None:
+            self.conns.add(ip.src, seg.src_port, chosen.name, now)
+        # send the SYN on through the new flow
+        self.packet_out(dp, msg.data, [dp.ofproto_parser.OFPActionOutput(dp.ofproto.OFPP_TABLE)],
+                        in_port=msg.match["in_port"])
+        if self.log_connections:
+            self.event_log.emit("scheduled", client=ip.src, port=seg.src_port, server=chosen.name)
+
+    def connection_matches(self, parser, client_ip, client_port, server):
+        svc = self.service
+        tcp_match = dict(eth_type=ether_types.ETH_TYPE_IP, ip_proto=in_proto.IPPROTO_TCP)
+        forward = parser.OFPMatch(ipv4_src=client_ip, tcp_src=client_port, ipv4_dst=svc.vip,
+                                  tcp_dst=svc.port, **tcp_match)
+        if self.service.lb_kind != "NAT":
+            return forward, None
+        backward = parser.OFPMatch(ipv4_src=server.ip, tcp_src=server.port, ipv4_dst=client_ip,
+                                   tcp_dst=client_port, **tcp_match)
+        return forward, backward
+
+    def install_connection(self, dp, client_ip, client_port, server, idle):
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        svc = self.service
+        forward, backward = self.connection_matches(parser, client_ip, client_port, server)
+        mac = self.macs.get(server.ip)
+        if mac is None:
+            self.arp_probe(dp, server.ip)
+            return False
+        actions = [parser.OFPActionSetField(eth_dst=mac)]
+        if svc.lb_kind == "NAT":
+            actions += [parser.OFPActionSetField(ipv4_dst=server.ip),
+                        parser.OFPActionSetField(tcp_dst=server.port)]
+        flags = ofp.OFPFF_SEND_FLOW_REM
+        dp.send_msg(self.flow_mod(dp, self.SERVICE_TABLE, PRIO_CONN, forward, actions,
+                                  goto=self.FORWARD_TABLE, idle=idle, cookie=CONN_COOKIE,
+                                  flags=flags))
+        if backward is not None:
+            back = [parser.OFPActionSetField(eth_src=svc.vmac),
+                    parser.OFPActionSetField(ipv4_src=svc.vip),
+                    parser.OFPActionSetField(tcp_src=svc.port)]
+            dp.send_msg(self.flow_mod(dp, self.SERVICE_TABLE, PRIO_CONN, backward, back,
+                                      goto=self.FORWARD_TABLE, idle=idle, cookie=CONN_COOKIE,
+                                      flags=flags))
+        return True
+
+    def close_connection(self, dp, client_ip, client_port):
+        now = time.time()
+        conn = self.conns.get(client_ip, client_port)
+        if conn is None or not self.conns.closing(client_ip, client_port, now):
+            return
+        server = self.server(conn.server)
+        if server is not None:
+            # the flows now expire soon after the last segment (IPVS: FIN_WAIT/TIME_WAIT)
+            self.install_connection(dp, client_ip, client_port, server, self.closing_timeout)
+
+    def forget_connection(self, dp, conn):
+        server = self.server(conn.server)
+        parser = dp.ofproto_parser
+        if server is not None:
+            for match in self.connection_matches(parser, conn.client_ip, conn.client_port, server):
+                if match is not None:
+                    self.delete_flows(dp, self.SERVICE_TABLE, match, strict=True,
+                                      priority=PRIO_CONN)
+        self.conns.remove(conn.client_ip, conn.client_port)
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def flow_removed(self, ev):
+        """A connection's flow idled out: the connection is gone (and its twin flow too)."""
+        msg = ev.msg
+        if msg.cookie != CONN_COOKIE:
+            return
+        m = msg.match
+        if m.get("ipv4_dst") == self.service.vip:
+            key = (m.get("ipv4_src"), m.get("tcp_src"))
+        else:
+            key = (m.get("ipv4_dst"), m.get("tcp_dst"))
+        conn = self.conns.get(*key)
+        if conn is not None:
+            self.forget_connection(msg.datapath, conn)
+
+    # -- health and operator commands --------------------------------------------------
+    def server(self, name):
+        return next((s for s in self.servers if s.name == name), None)
+
+    def set_health(self, name, state, reason):
+        if self.server(name) is None:
+            return {"ok": False, "error": "no real server named %r" % name}
+        old = self.health.get(name)
+        self.health[name] = state
+        self.health_reason[name] = reason
+        cleared = 0
+        if state == "down" and self.dp is not None:
+            # half-open connections to a dead server: clear them, so the client's
+            # retransmitted SYN is scheduled again to a live server
+            for conn in self.conns.unestablished(name):
+                self.forget_connection(self.dp, conn)
+                cleared += 1
+        if old != state:
+            self.event_log.emit("health", server=name, state=state, reason=reason,
+                                cleared=cleared)
+            self.logger.info("real server %s is %s (%s); %d half-open connections cleared",
+                             name, state, reason, cleared)
+        return {"ok": True, "cleared": cleared}
+
+    def status(self):
+        svc = self.service
+        servers = []
+        for s in self.servers:
+            active, inactive = self.conns.counts(s.name)
+            servers.append(dict(name=s.name, ip=s.ip, port=s.port, mac=self.macs.get(s.ip),
+                                weight=self.configured_weight[s.name],
+                                effective_weight=(self.configured_weight[s.name]
+                                                  if self.health[s.name] == "up" else 0),
+                                active=active, inactive=inactive, health=self.health[s.name],
+                                reason=self.health_reason[s.name]))
+        return {"ok": True, "service": dict(name=svc.name, vip=svc.vip, port=svc.port,
+                                            protocol=svc.protocol, lb_algo=svc.lb_algo,
+                                            lb_kind=svc.lb_kind,
+                                            persistence_timeout=svc.persistence_timeout),
+                "servers": servers}
+
+    def command(self, request):
+        cmd = request.get("cmd")
+        if cmd == "status":
+            return self.status()
+        if cmd == "health":
+            return self.set_health(request["server"], request["state"], request.get("reason", ""))
+        if cmd == "connections":
+            return {"ok": True, "connections": [
+                dict(client=c.client_ip, port=c.client_port, server=c.server, state=c.state)
+                for s in self.servers for c in self.conns.of_server(s.name)]}
+        if cmd == "set_weight":
+            name, weight = request["server"], request["weight"]
+            if self.server(name) is None:
+                return {"ok": False, "error": "no real server named %r" % name}
+            if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
+                return {"ok": False, "error": "weight must be an integer >= 0, got %r" % weight}
+            self.configured_weight[name] = weight
+            self.event_log.emit("weight", server=name, weight=weight)
+            return {"ok": True}
+        if cmd == "add_server":
+            try:
+                spec = RealServerSpec(name=request["name"], ip=request["ip"],
+                                      port=int(request.get("port", self.service.port)),
+                                      weight=int(request.get("weight", 1)))
+                self.service.real_servers.append(spec)
+                parse_service(service_to_dict(self.service))    # same checks as the file
+            except (KeyError, ValueError, ServiceConfigError) as exc:
+                if self.service.real_servers and self.service.real_servers[-1].name == request.get("name"):
+                    self.service.real_servers.pop()
+                return {"ok": False, "error": str(exc)}
+            self.servers.append(RealServer(name=spec.name, ip=spec.ip, port=spec.port,
+                                           weight=spec.weight))
+            self.configured_weight[spec.name] = spec.weight
+            self.health[spec.name] = "up"
+            self.health_reason[spec.name] = "added"
+            self.event_log.emit("server_added", server=spec.name)
+            return {"ok": True}
+        if cmd == "remove_server":
+            name = request["server"]
+            server = self.server(name)
+            if server is None:
+                return {"ok": False, "error": "no real server named %r" % name}
+            # established connections keep their flows until they end, as in IPVS
+            self.servers.remove(server)
+            self.service.real_servers = [s for s in self.service.real_servers if s.name != name]
+            self.conns.forget_server(name)
+            self.event_log.emit("server_removed", server=name)
+            return {"ok": True}
+        return {"ok": False, "error": "unknown command %r" % cmd}
+
+    def _control_server(self):
+        path = self.socket_path
+        if os.path.exists(path):
+            os.unlink(path)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(path)
+        server.listen(16)
+        while True:
+            conn, _ = server.accept()
+            hub.spawn(self._serve_client, conn)
+
+    def _serve_client(self, conn):
+        reader = conn.makefile("r")
+        try:
+            for line in reader:
+                if not line.strip():
+                    continue
+                try:
+                    reply = self.command(json.loads(line))
+                except Exception as exc:      # a bad request must not kill the controller
+                    self.logger.warning("bad control request %r: %s", line[:200], exc)
+                    reply = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
+                conn.sendall((json.dumps(reply) + "\n").encode())
+        except OSError:
+            pass
+        finally:
+            conn.close()

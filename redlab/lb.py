@@ -1,0 +1,208 @@
+"""The harness side of the load balancer: service file, controller, health checker.
+
+    svc = web_service(lb_algo="wrr", weights=(3, 2, 1), check="http")
+    with Network(ServiceLanTopo(), **lb_network(svc)) as net:
+        checker = HealthChecker(net["director"], svc).start()
+        ...
+        print(format_status(lb_request(net, {"cmd": "status"})))
+
+The controller (``controllers.lb``) and the checker (``redlab.healthcheck``, inside
+the director host) both read the same service description; the checker reports health
+changes to the controller's Unix socket, which also answers ``redlab lb ...``.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import yaml
+
+from redlab import addressing
+from redlab.errors import ConfigError, RedlabError
+from redlab.runs import owner_alive, registered_runs
+from redlab.wait import wait_until
+
+LB_APP = "controllers.lb"
+
+
+def web_service(lb_algo="wlc", servers=3, weights=None, check="http", lb_kind="NAT",
+                interval=0.2, timeout=0.5, rise=2, fall=2, **extra):
+    """The usual lab service: VIP 1 on port 80 in front of web1..webN (from the address plan)."""
+    from controllers.service import ServiceConfigError, parse_service
+    weights = list(weights or [1] * servers)
+    data = dict(name="web", vip=addressing.vip(1), port=80, lb_algo=lb_algo, lb_kind=lb_kind,
+                health_check=dict(type=check, interval=interval, timeout=timeout, rise=rise,
+                                  fall=fall, path="/health"),
+                real_servers=[dict(name="web%d" % n, ip=addressing.web(n), port=80,
+                                   weight=weights[n - 1]) for n in range(1, servers + 1)])
+    data.update(extra)
+    try:
+        return parse_service(data)
+    except ServiceConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load(path_or_service):
+    from controllers.service import ServiceConfigError, load_service
+    if not isinstance(path_or_service, (str, os.PathLike)):
+        return path_or_service
+    try:
+        return load_service(path_or_service)
+    except ServiceConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def service_dict(service):
+    from controllers.service import service_to_dict
+    return service_to_dict(service)
+
+
+def lb_network(service, **controller_config):
+    """Keyword arguments for :class:`redlab.net.Network` that run the load balancer."""
+    config = dict(service=service_dict(load(service)))
+    config.update(controller_config)
+    return dict(apps=(LB_APP,), controller_config=config)
+
+
+def prepare_dr(net, service):
+    """Direct routing: each real server holds the VIP on lo and never answers ARP for it."""
+    for spec in service.real_servers:
+        host = next(h for h in net.hosts if h.IP() == spec.ip)
+        host.cmd("ip addr replace %s/32 dev lo" % service.vip)
+        for scope in ("all", host.defaultIntf().name):
+            host.cmd("sysctl -qw net.ipv4.conf.%s.arp_ignore=1 net.ipv4.conf.%s.arp_announce=2"
+                     % (scope, scope))
+
+
+class HealthChecker:
+    """``redlab.healthcheck`` inside the director host, for one service."""
+
+    def __init__(self, host, service, socket_path=None, check_type=None, name="health"):
+        self.host = host
+        self.service = load(service)
+        self.socket_path = socket_path
+        self.check_type = check_type
+        self.folder = host.run.folder(host.name)
+        self.service_file = self.folder / ("%s-service.yaml" % name)
+        self.log = self.folder / ("%s.jsonl" % name)
+        self.proc = None
+
+    def start(self):
+        self.service_file.write_text(yaml.safe_dump(service_dict(self.service), sort_keys=False))
+        cmd = [sys.executable, "-m", "redlab.healthcheck", "--service", str(self.service_file),
+               "--log", str(self.log)]
+        if self.socket_path:
+            cmd += ["--socket", str(self.socket_path)]
+        if self.check_type:
+            cmd += ["--type", self.check_type]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        self.proc = self.host.popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=open(self.log.with_suffix(".err"), "ab"), env=env)
+        self.host.run.record_process(self.proc.pid, "health checker in " + self.host.name)
+        wait_until(lambda: (self._alive() and len(self.results()) >= len(self.service.real_servers),
+                            len(self.results())), 10, "the first health checks")
+        return self
+
+    def _alive(self):
+        if self.proc.poll() is not None:
+            raise RedlabError("the health checker in %s exited: %s" % (
+                self.host.name, self.log.with_suffix(".err").read_text(errors="replace")[-400:]))
+        return True
+
+    def lines(self):
+        try:
+            text = self.log.read_text()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def results(self):
+        return [r for r in self.lines() if "event" not in r]
+
+    def transitions(self, server=None, state=None, since=0.0):
+        return [r for r in self.lines() if r.get("event") == "health" and r["t"] >= since
+                and (server is None or r["server"] == server)
+                and (state is None or r["state"] == state)]
+
+    def last_results(self):
+        last = {}
+        for r in self.results():
+            last[r["server"]] = r
+        return last
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.host.run.forget_process(self.proc.pid)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+# -- talking to a running load balancer -------------------------------------------------
+
+def request(socket_path, message, timeout=5.0):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(socket_path))
+        s.sendall((json.dumps(message) + "\n").encode())
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
+def lb_request(net, message):
+    return request(net.controller.socket_path, message)
+
+
+def live_socket():
+    """The control socket of the running load balancer (for `redlab lb` in a second shell)."""
+    for entry in registered_runs():
+        if owner_alive(entry):
+            for path in entry.get("files", []):
+                if path.endswith(".sock") and os.path.exists(path):
+                    return path, entry
+    raise RedlabError("no load balancer is running; start one in another shell with "
+                      "`redlab run lb --cli` (or --hold SECONDS)")
+
+
+def format_status(status, last_results=None):
+    """``ipvsadm -Ln`` style, plus health."""
+    svc = status["service"]
+    forward = {"NAT": "Masq", "DR": "Route"}.get(svc["lb_kind"], svc["lb_kind"])
+    lines = ["IP Virtual Server (redlab os-ken load balancer)",
+             "Prot LocalAddress:Port Scheduler Flags",
+             "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Health LastCheck",
+             "TCP  %s:%d %s%s" % (svc["vip"], svc["port"], svc["lb_algo"],
+                                  " persistent %d" % svc["persistence_timeout"]
+                                  if svc.get("persistence_timeout") else "")]
+    for s in status["servers"]:
+        last = (last_results or {}).get(s["name"])
+        check = ("%s %s" % ("ok" if last["ok"] else "FAIL", last["detail"])) if last else s["reason"]
+        lines.append("  -> %-28s %-7s %-6d %-10d %-9d %-6s %s" % (
+            "%s:%d (%s)" % (s["ip"], s["port"], s["name"]), forward, s["weight"], s["active"],
+            s["inactive"], s["health"], check))
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""A load-balanced web service: client, director, real servers, the os-ken load balancer.
+
+    with LoadBalancedService(web_service("wrr", weights=(3, 2, 1))) as lab:
+        lab.get()                 # one HTTP request from client1 to the VIP
+        lab.status()              # ipvsadm -Ln, as a dict
+
+Used by ``redlab run lb``, the load-balancer lab, the tests and the benchmark.
+"""
+
+import re
+
+from redlab.lb import HealthChecker, format_status, lb_network, load, prepare_dr, request
+from redlab.net import Network
+from redlab.wait import wait_until
+
+
+class LoadBalancedService:
+    def __init__(self, service, name="lb", run_folder=None, checker=True, topo=None,
+                 **controller_config):
+        from topologies.service_lan import ServiceLanTopo
+        self.service = load(service)
+        self.topo = topo or ServiceLanTopo(servers=len(self.service.real_servers), dns=False)
+        self.network = Network(self.topo, name=name, run_folder=run_folder,
+                               **lb_network(self.service, **controller_config))
+        self.use_checker = checker
+        self.checker = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        try:
+            if self.checker:
+                self.checker.stop()
+        finally:
+            self.network.__exit__(*exc)
+        return False
+
+    def start(self):
+        net = self.network.start()
+        try:
+            if self.service.lb_kind == "DR":
+                prepare_dr(net, self.service)
+            if self.use_checker:
+                self.checker = HealthChecker(net["director"], self.service,
+                                             socket_path=net.controller.socket_path).start()
+            self.wait_servers_known()
+        except BaseException:
+            if self.checker:
+                self.checker.stop()
+            net.stop()
+            raise
+        return self
+
+    def __getitem__(self, name):
+        return self.network[name]
+
+    @property
+    def client(self):
+        return self.network["client1"]
+
+    def wait_servers_known(self):
+        """The controller knows every real server's MAC (it asks by ARP when the switch connects)."""
+        def known():
+            servers = self.status()["servers"]
+            return all(s["mac"] for s in servers), servers
+        wait_until(known, 10, "the load balancer to learn the real servers' MACs")
+
+    def get(self, path="/", timeout=2, host=None):
+        """One HTTP request to the VIP; returns (status, served_by)."""
+        host = host or self.client
+        out = host.cmd("curl -s -m %s -o /dev/null -D - -w 'STATUS=%%{http_code}' http://%s:%d%s"
+                       % (timeout, self.service.vip, self.service.port, path))
+        status = re.search(r"STATUS=(\d+)", out)
+        served = re.search(r"(?im)^x-served-by: (\S+)", out)
+        return (int(status.group(1)) if status else 0), (served.group(1) if served else None)
+
+    def control(self, message):
+        return request(self.network.controller.socket_path, message)
+
+    def status(self):
+        return self.control({"cmd": "status"})
+
+    def counts(self):
+        return {s["name"]: (s["active"], s["inactive"]) for s in self.status()["servers"]}
+
+    def status_text(self):
+        last = self.checker.last_results() if self.checker else None
+        return format_status(self.status(), last)
+
+    def scheduled(self, since=0.0):
+        """Server names in scheduling order (the controller's ``scheduled`` events)."""
+        return [e["server"] for e in self.network.controller.events("scheduled") if e["t"] >= since]

@@ -1,0 +1,112 @@
+"""The os-ken load balancer through the real data path: curl from a client host."""
+
+import collections
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from controllers.schedulers import RealServer, make_scheduler
+from redlab import addressing as ap
+from redlab.lb import web_service
+from redlab.scenarios.lb import LoadBalancedService
+from redlab.wait import wait_until
+
+HOLD = str(Path(__file__).parent / "helpers" / "hold_connections.py")
+
+
+def names(lab, n):
+    return [lab.get()[1] for _ in range(n)]
+
+
+def test_rr_splits_evenly_in_list_order(run_folder):
+    with LoadBalancedService(web_service("rr", check="tcp"), run_folder=run_folder) as lab:
+        assert names(lab, 12) == ["web1", "web2", "web3"] * 4
+
+
+def test_wrr_follows_weights_exactly_over_full_cycles(run_folder):
+    with LoadBalancedService(web_service("wrr", weights=(3, 2, 1), check="tcp"),
+                             run_folder=run_folder) as lab:
+        got = names(lab, 12)
+    # kernel wrr, weights 3,2,1: cw 3 -> web1; cw 2 -> web1 web2; cw 1 -> web1 web2 web3
+    assert got == ["web1", "web1", "web2", "web1", "web2", "web3"] * 2
+
+
+def test_sh_keeps_a_client_on_one_server(run_folder):
+    with LoadBalancedService(web_service("sh", check="tcp"), run_folder=run_folder) as lab:
+        got = set(names(lab, 8))
+    assert len(got) == 1 and None not in got
+
+
+class Holder:
+    """Long-lived connections from a client host to the VIP."""
+
+    def __init__(self, lab, n, request_after=None):
+        self.lab = lab
+        self.out = lab.network.run.file("client1", "hold.out")
+        cmd = [sys.executable, HOLD, lab.service.vip, str(lab.service.port), str(n)]
+        if request_after:
+            cmd += ["--request-after", str(request_after)]
+        self.proc = lab.client.popen(cmd, stdout=open(self.out, "w"), stderr=subprocess.STDOUT)
+        lab.network.run.record_process(self.proc.pid, "hold_connections")
+        wait_until(lambda: (self.text().count("established") == n, self.text()), 20,
+                   "%d long-lived connections" % n)
+
+    def text(self):
+        return self.out.read_text()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+@pytest.mark.parametrize("algo", ["lc", "wlc", "sed", "nq"])
+def test_least_connection_family_picks_what_the_formula_says(run_folder, algo):
+    weights = (3, 1, 1)
+    with LoadBalancedService(web_service(algo, weights=weights, check="tcp"),
+                             run_folder=run_folder) as lab:
+        start = time.time()
+        holder = Holder(lab, 6)
+        got = lab.scheduled(since=start)
+        # the same decisions, made by the pure scheduler on the same (active) counts
+        servers = [RealServer(name="web%d" % n, ip=ap.web(n), port=80, weight=w)
+                   for n, w in enumerate(weights, 1)]
+        sched = make_scheduler(algo)
+        expected = []
+        for _ in range(6):
+            pick = sched.pick(servers, client_ip=ap.client(1, ap.SERVICE), dest_ip=ap.vip(1))
+            pick.active_conns += 1
+            expected.append(pick.name)
+        assert got == expected
+        counts = lab.counts()
+        assert counts == {s.name: (s.active_conns, 0) for s in servers}
+        holder.stop()
+
+
+def test_active_and_inactive_counts_follow_the_connections(run_folder):
+    with LoadBalancedService(web_service("rr", check="tcp"), run_folder=run_folder,
+                             closing_timeout=1) as lab:
+        holder = Holder(lab, 6)
+        assert lab.counts() == {"web1": (2, 0), "web2": (2, 0), "web3": (2, 0)}
+        holder.stop()                       # FIN from the client: inactive until flows expire
+        wait_until(lambda: (sum(a for a, _ in lab.counts().values()) == 0, lab.counts()), 5,
+                   "ActiveConn to drop to 0 after the FINs")
+        wait_until(lambda: (lab.counts() == {"web1": (0, 0), "web2": (0, 0), "web3": (0, 0)},
+                            lab.counts()), 10, "InActConn to drop to 0 when the flows expire")
+
+
+@pytest.mark.parametrize("kind", ["NAT", "DR"])
+def test_nat_and_dr_serve_real_http(run_folder, kind):
+    with LoadBalancedService(web_service("rr", lb_kind=kind, check="http"),
+                             run_folder=run_folder) as lab:
+        replies = [lab.get() for _ in range(3)]
+        assert replies == [(200, "web1"), (200, "web2"), (200, "web3")]
+        page = lab.client.cmd("curl -s -m 2 http://%s/" % lab.service.vip)
+        assert page.strip() == "web1 v1"
+        if kind == "DR":
+            # the reply came straight from the real server, with the VIP as its source
+            assert lab.service.vip in lab["web1"].cmd("ip -4 addr show dev lo")
