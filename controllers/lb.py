@@ -25,10 +25,21 @@ Connection states as IPVS counts them: a connection is *inactive* (``InActConn``
 its SYN until the real server's SYN-ACK is seen, *active* (``ActiveConn``) while
 established, and inactive again from the first FIN or RST until its flows expire.
 
+**Fast path** (``fast_path: true``, for rr, wrr, lc, wlc, sed and nq, whose choice does
+not depend on the client): the controller pre-installs its scheduler's *next* pick as a
+rule for new SYNs.  The switch itself sends the SYN to that server and creates the
+connection's flows of both directions with OVS ``learn`` actions (idle and FIN
+timeouts included); a copy of the SYN tells the controller, which records the
+connection and installs the following pick.  No packet waits for the controller, so
+new connections run at switch speed.  The price: SYNs that arrive before the rule is
+updated go to the same server, so under bursts the sequence is IPVS's only on
+average.  sh, dh, lblc and lblcr always use the exact path.
+
 Health state arrives from the checker on the director host over a Unix socket (the same
 socket answers ``redlab lb status`` and runtime changes: weight, drain, add, remove).
 """
 
+import ipaddress
 import json
 import os
 import socket
@@ -37,18 +48,23 @@ import time
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib import hub
-from os_ken.lib.packet import arp, ether_types, ethernet, ipv4, packet, tcp
+from os_ken.lib.packet import arp, ether_types, ethernet, packet
 from os_ken.lib.packet import in_proto
 
 from controllers.conntrack import ConnectionTable
 from controllers.events import load_config
+from controllers.fastpkt import parse_tcp
 from controllers.l2switch import COOKIE, L2Switch
+from controllers.learning import is_multicast
 from controllers.schedulers import RealServer, make_scheduler
 from controllers.service import (RealServerSpec, ServiceConfigError, load_service,
                                  parse_service, service_to_dict)
 
 CONN_COOKIE = 0x7ED1AB01
-PRIO_CONN, PRIO_NEW, PRIO_COPY = 200, 100, 30
+NEXT_COOKIE = 0x7ED1AB02 << 32          # + the index of the pre-installed next pick
+PRIO_CONN, PRIO_NEXT, PRIO_NEW, PRIO_COPY = 200, 150, 100, 30
+# schedulers whose choice does not depend on the client or destination address
+FAST_PATH_ALGOS = ("rr", "wrr", "lc", "wlc", "sed", "nq")
 SYN, RST, ACK, FIN = 0x02, 0x04, 0x10, 0x01
 
 
@@ -65,9 +81,12 @@ class LoadBalancer(L2Switch):
         self.established_timeout = config.get("established_timeout", 300)
         self.closing_timeout = config.get("closing_timeout", 2)
         self.log_connections = config.get("log_connections", True)
+        self.fast_path = config.get("fast_path", False)
+        self.next_pick = None          # fast path: the server the switch sends new SYNs to
         self.servers = [RealServer(name=s.name, ip=s.ip, port=s.port, weight=s.weight)
                         for s in svc.real_servers]
         self.configured_weight = {s.name: s.weight for s in svc.real_servers}
+        self.ids = {s.name: n for n, s in enumerate(svc.real_servers)}   # stable, for cookies
         self.health = {s.name: "up" for s in svc.real_servers}
         self.health_reason = {s.name: "not checked yet" for s in svc.real_servers}
         self.scheduler = make_scheduler(svc.lb_algo, **svc.scheduler_options())
@@ -114,6 +133,8 @@ class LoadBalancer(L2Switch):
         self.add_flow(dp, self.SERVICE_TABLE, PRIO_NEW,
                       parser.OFPMatch(ipv4_dst=svc.vip, tcp_dst=svc.port, **tcp_match), copy)
         self.add_flow(dp, self.SERVICE_TABLE, 0, parser.OFPMatch(), goto=self.FORWARD_TABLE)
+        if self.fast_path_on:
+            self.install_next(dp)
         # learn the real servers' MACs now rather than on the first connection
         for server in self.servers:
             self.arp_probe(dp, server.ip)
@@ -151,32 +172,39 @@ class LoadBalancer(L2Switch):
     def packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath
-        pkt = packet.Packet(msg.data)
-        eth = pkt.get_protocol(ethernet.ethernet)
-        if eth is None:
+        seg = parse_tcp(msg.data)            # the hot path: no os-ken packet objects
+        if seg is None:
+            super().packet_in(ev)            # learning (MACs, ARP bindings)
+            pkt = packet.Packet(msg.data)
+            eth = pkt.get_protocol(ethernet.ethernet)
+            if eth is not None and eth.ethertype == ether_types.ETH_TYPE_ARP:
+                self.handle_arp(dp, msg.match["in_port"], eth, pkt.get_protocol(arp.arp))
             return
-        super().packet_in(ev)            # learning (MACs, ARP bindings)
-        if eth.ethertype == ether_types.ETH_TYPE_ARP:
-            self.handle_arp(dp, msg.match["in_port"], eth, pkt.get_protocol(arp.arp))
-            return
-        ip = pkt.get_protocol(ipv4.ipv4)
-        seg = pkt.get_protocol(tcp.tcp)
-        if ip is None or seg is None:
-            return
+        if not is_multicast(seg.eth_src):
+            self.learn_mac(dp, seg.eth_src, msg.match["in_port"])
         svc = self.service
-        to_vip = ip.dst == svc.vip and seg.dst_port == svc.port
-        if to_vip and seg.bits & SYN and not seg.bits & ACK and msg.table_id == self.SERVICE_TABLE:
-            self.new_connection(dp, msg, ip, seg)
-        elif seg.bits & SYN and seg.bits & ACK:
-            self.conns.established(ip.dst, seg.dst_port, time.time())
-        elif seg.bits & (FIN | RST):
-            key = (ip.src, seg.src_port) if to_vip else (ip.dst, seg.dst_port)
-            self.close_connection(dp, *key)
+        to_vip = seg.ip_dst == svc.vip and seg.dst_port == svc.port
+        flags = seg.flags
+        if to_vip and flags & SYN and not flags & ACK and msg.table_id == self.SERVICE_TABLE:
+            if msg.cookie & ~0xFFFFFFFF == NEXT_COOKIE:
+                self.fast_connection(dp, msg.cookie & 0xFFFFFFFF, seg)
+            else:
+                self.new_connection(dp, msg, seg)
+        elif flags & SYN and flags & ACK:
+            self.conns.established(seg.ip_dst, seg.dst_port, time.time())
+        elif flags & (FIN | RST):
+            if to_vip:
+                self.close_connection(dp, seg.ip_src, seg.src_port)
+            else:
+                self.close_connection(dp, seg.ip_dst, seg.dst_port)
 
     def handle_arp(self, dp, in_port, eth, req):
         if req is None:
             return
         self.macs[req.src_ip] = req.src_mac
+        if self.fast_path_on and self.next_pick is None and \
+                any(s.ip == req.src_ip for s in self.servers):
+            self.refresh_next()             # a real server's MAC and port are known now
         if req.opcode != arp.ARP_REQUEST or req.dst_ip != self.service.vip:
             return
         reply = packet.Packet()
@@ -220,9 +248,10 @@ class LoadBalancer(L2Switch):
             result.append(server)
         return result
 
-    def new_connection(self, dp, msg, ip, seg):
+    def new_connection(self, dp, msg, seg):
         now = time.time()
-        conn = self.conns.get(ip.src, seg.src_port)
+        client, client_port = seg.ip_src, seg.src_port
+        conn = self.conns.get(client, client_port)
         servers = self.candidates()
         chosen = None
         if conn is not None:                       # a retransmitted SYN: keep its server
@@ -230,25 +259,127 @@ class LoadBalancer(L2Switch):
             if chosen is None:
                 self.forget_connection(dp, conn)
         if chosen is None:
-            sticky = self.conns.persistent_server(ip.src, now)
+            sticky = self.conns.persistent_server(client, now)
             chosen = next((s for s in servers if s.name == sticky and s.weight > 0), None)
         if chosen is None:
-            chosen = self.scheduler.pick(servers, client_ip=ip.src, dest_ip=ip.dst,
-                                         client_port=seg.src_port, now=now)
+            chosen = self.scheduler.pick(servers, client_ip=client, dest_ip=seg.ip_dst,
+                                         client_port=client_port, now=now)
         if chosen is None:
-            self.event_log.emit("no_server", client=ip.src, port=seg.src_port)
-            self.logger.warning("no real server available for %s:%d", ip.src, seg.src_port)
+            self.event_log.emit("no_server", client=client, port=client_port)
+            self.logger.warning("no real server available for %s:%d", client, client_port)
             return
-        if not self.install_connection(dp, ip.src, seg.src_port, chosen,
+        if not self.install_connection(dp, client, client_port, chosen,
                                        self.established_timeout):
             return          # its MAC is being asked for; the client's SYN retransmit comes back
-        if self.conns.get(ip.src, seg.src_port) is None:
-            self.conns.add(ip.src, seg.src_port, chosen.name, now)
+        if self.conns.get(client, client_port) is None:
+            self.conns.add(client, client_port, chosen.name, now)
         # send the SYN on through the new flow
         self.packet_out(dp, msg.data, [dp.ofproto_parser.OFPActionOutput(dp.ofproto.OFPP_TABLE)],
                         in_port=msg.match["in_port"])
         if self.log_connections:
-            self.event_log.emit("scheduled", client=ip.src, port=seg.src_port, server=chosen.name)
+            self.event_log.emit("scheduled", client=client, port=client_port, server=chosen.name)
+
+    @property
+    def fast_path_on(self):
+        return self.fast_path and self.service.lb_algo in FAST_PATH_ALGOS
+
+    def fast_connection(self, dp, server_id, seg):
+        """The switch already sent this SYN to server ``server_id`` and learned its flows."""
+        now = time.time()
+        server = next((s for s in self.servers if self.ids[s.name] == server_id), None)
+        if server is None:
+            return
+        if self.conns.get(seg.ip_src, seg.src_port) is None:
+            self.conns.add(seg.ip_src, seg.src_port, server.name, now)
+        if self.log_connections:
+            self.event_log.emit("scheduled", client=seg.ip_src, port=seg.src_port,
+                                server=server.name)
+        if self.next_pick is server:       # this SYN used the current pick: choose the next one
+            self.install_next(dp)
+
+    def install_next(self, dp):
+        """Pre-install the scheduler's next choice as the switch's rule for new SYNs."""
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        svc = self.service
+        match = parser.OFPMatch(_ordered_fields=[
+            ("eth_type", ether_types.ETH_TYPE_IP), ("ip_proto", in_proto.IPPROTO_TCP),
+            ("ipv4_dst", svc.vip), ("tcp_dst", svc.port), ("tcp_flags_nxm", (SYN, SYN | ACK))])
+        if not self.fast_path_on:
+            self.delete_flows(dp, self.SERVICE_TABLE, match, strict=True, priority=PRIO_NEXT)
+            self.next_pick = None
+            return
+        candidates = self.candidates()
+        ports = {s.name: self.table.port_of(dp.id, self.macs.get(s.ip)) for s in candidates}
+        if None in ports.values():
+            server = None            # not every server is located yet: no pick is spent
+        else:
+            # the placeholder client is never used by these schedulers
+            server = self.scheduler.pick(candidates, client_ip=svc.vip, dest_ip=svc.vip)
+        port = ports[server.name] if server else None
+        if server is None:
+            # nobody to send to (or not learned yet): SYNs go to the controller (exact path)
+            self.delete_flows(dp, self.SERVICE_TABLE, match, strict=True, priority=PRIO_NEXT)
+            self.next_pick = None
+            return
+        self.next_pick = server
+        actions = [self.to_controller(dp), parser.OFPActionSetField(reg0=port)]
+        actions += self.learn_actions(parser, ofp, server)
+        actions += [parser.OFPActionSetField(eth_dst=self.macs[server.ip])]
+        if svc.lb_kind == "NAT":
+            actions += [parser.OFPActionSetField(ipv4_dst=server.ip),
+                        parser.OFPActionSetField(tcp_dst=server.port)]
+        actions.append(parser.OFPActionOutput(port))
+        self.add_flow(dp, self.SERVICE_TABLE, PRIO_NEXT, match, actions,
+                      cookie=NEXT_COOKIE | self.ids[server.name])
+
+    def refresh_next(self):
+        """The candidates changed (health, weight, servers, scheduler).
+
+        A pick that is still eligible stays (re-picking would spend an rr/wrr turn the
+        kernel would not spend); otherwise the scheduler chooses again.
+        """
+        if self.dp is None or not (self.fast_path_on or self.next_pick is not None):
+            return
+        still = self.next_pick is not None and self.fast_path_on and any(
+            s is self.next_pick and s.weight > 0 for s in self.candidates())
+        if not still:
+            self.install_next(self.dp)
+
+    def learn_actions(self, parser, ofp, server):
+        """OVS ``learn``: the switch writes the connection's own flows as the SYN passes."""
+        svc = self.service
+        vip, sip = int(ipaddress.ip_address(svc.vip)), int(ipaddress.ip_address(server.ip))
+        common = dict(table_id=self.SERVICE_TABLE, priority=PRIO_CONN, cookie=CONN_COOKIE,
+                      idle_timeout=self.established_timeout,
+                      fin_idle_timeout=self.closing_timeout, flags=ofp.OFPFF_SEND_FLOW_REM)
+        M, L, O = parser.NXFlowSpecMatch, parser.NXFlowSpecLoad, parser.NXFlowSpecOutput
+        forward = [M(src=ether_types.ETH_TYPE_IP, dst=("eth_type_nxm", 0), n_bits=16),
+                   M(src=in_proto.IPPROTO_TCP, dst=("ip_proto_nxm", 0), n_bits=8),
+                   M(src=("ipv4_src_nxm", 0), dst=("ipv4_src_nxm", 0), n_bits=32),
+                   M(src=("tcp_src_nxm", 0), dst=("tcp_src_nxm", 0), n_bits=16),
+                   M(src=vip, dst=("ipv4_dst_nxm", 0), n_bits=32),
+                   M(src=svc.port, dst=("tcp_dst_nxm", 0), n_bits=16),
+                   L(src=int(self.macs[server.ip].replace(":", ""), 16),
+                     dst=("eth_dst_nxm", 0), n_bits=48)]
+        if svc.lb_kind == "NAT":
+            forward += [L(src=sip, dst=("ipv4_dst_nxm", 0), n_bits=32),
+                        L(src=server.port, dst=("tcp_dst_nxm", 0), n_bits=16)]
+        forward.append(O(src=("reg0", 0), n_bits=32))
+        actions = [parser.NXActionLearn(specs=forward, **common)]
+        if svc.lb_kind == "NAT":
+            backward = [M(src=ether_types.ETH_TYPE_IP, dst=("eth_type_nxm", 0), n_bits=16),
+                        M(src=in_proto.IPPROTO_TCP, dst=("ip_proto_nxm", 0), n_bits=8),
+                        M(src=sip, dst=("ipv4_src_nxm", 0), n_bits=32),
+                        M(src=server.port, dst=("tcp_src_nxm", 0), n_bits=16),
+                        M(src=("ipv4_src_nxm", 0), dst=("ipv4_dst_nxm", 0), n_bits=32),
+                        M(src=("tcp_src_nxm", 0), dst=("tcp_dst_nxm", 0), n_bits=16),
+                        L(src=int(svc.vmac.replace(":", ""), 16), dst=("eth_src_nxm", 0),
+                          n_bits=48),
+                        L(src=vip, dst=("ipv4_src_nxm", 0), n_bits=32),
+                        L(src=svc.port, dst=("tcp_src_nxm", 0), n_bits=16),
+                        O(src=("in_port_nxm", 0), n_bits=16)]
+            actions.append(parser.NXActionLearn(specs=backward, **common))
+        return actions
 
     def connection_matches(self, parser, client_ip, client_port, server):
         svc = self.service
@@ -292,8 +423,9 @@ class LoadBalancer(L2Switch):
         if conn is None or not self.conns.closing(client_ip, client_port, now):
             return
         server = self.server(conn.server)
-        if server is not None:
-            # the flows now expire soon after the last segment (IPVS: FIN_WAIT/TIME_WAIT)
+        if server is not None and not self.fast_path_on:
+            # the flows now expire soon after the last segment (IPVS: FIN_WAIT/TIME_WAIT);
+            # flows learned by the switch carry their own fin_idle_timeout
             self.install_connection(dp, client_ip, client_port, server, self.closing_timeout)
 
     def forget_connection(self, dp, conn):
@@ -308,18 +440,19 @@ class LoadBalancer(L2Switch):
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def flow_removed(self, ev):
-        """A connection's flow idled out: the connection is gone (and its twin flow too)."""
+        """A connection's flow expired: the connection is gone.
+
+        Both directions carry the same timeouts and expire together, so the twin flow
+        needs no delete; its own FLOW_REMOVED finds the connection already gone.
+        """
         msg = ev.msg
         if msg.cookie != CONN_COOKIE:
             return
         m = msg.match
         if m.get("ipv4_dst") == self.service.vip:
-            key = (m.get("ipv4_src"), m.get("tcp_src"))
+            self.conns.remove(m.get("ipv4_src"), m.get("tcp_src"))
         else:
-            key = (m.get("ipv4_dst"), m.get("tcp_dst"))
-        conn = self.conns.get(*key)
-        if conn is not None:
-            self.forget_connection(msg.datapath, conn)
+            self.conns.remove(m.get("ipv4_dst"), m.get("tcp_dst"))
 
     # -- health and operator commands --------------------------------------------------
     def server(self, name):
@@ -339,6 +472,7 @@ class LoadBalancer(L2Switch):
                 self.forget_connection(self.dp, conn)
                 cleared += 1
         if old != state:
+            self.refresh_next()
             self.event_log.emit("health", server=name, state=state, reason=reason,
                                 cleared=cleared)
             self.logger.info("real server %s is %s (%s); %d half-open connections cleared",
@@ -379,7 +513,20 @@ class LoadBalancer(L2Switch):
             if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
                 return {"ok": False, "error": "weight must be an integer >= 0, got %r" % weight}
             self.configured_weight[name] = weight
+            self.refresh_next()
             self.event_log.emit("weight", server=name, weight=weight)
+            return {"ok": True}
+        if cmd == "set_scheduler":          # ipvsadm -E -s ALGO
+            algo = request.get("lb_algo")
+            try:
+                scheduler = make_scheduler(algo, **(self.service.scheduler_options()
+                                                     if algo == "sh" else {}))
+            except ValueError as exc:
+                return {"ok": False, "error": str(exc)}
+            self.service.lb_algo = algo
+            self.scheduler = scheduler
+            self.refresh_next()
+            self.event_log.emit("scheduler", lb_algo=algo)
             return {"ok": True}
         if cmd == "add_server":
             try:
@@ -395,8 +542,10 @@ class LoadBalancer(L2Switch):
             self.servers.append(RealServer(name=spec.name, ip=spec.ip, port=spec.port,
                                            weight=spec.weight))
             self.configured_weight[spec.name] = spec.weight
+            self.ids[spec.name] = max(self.ids.values(), default=-1) + 1
             self.health[spec.name] = "up"
             self.health_reason[spec.name] = "added"
+            self.refresh_next()
             self.event_log.emit("server_added", server=spec.name)
             return {"ok": True}
         if cmd == "remove_server":
@@ -408,6 +557,7 @@ class LoadBalancer(L2Switch):
             self.servers.remove(server)
             self.service.real_servers = [s for s in self.service.real_servers if s.name != name]
             self.conns.forget_server(name)
+            self.refresh_next()
             self.event_log.emit("server_removed", server=name)
             return {"ok": True}
         return {"ok": False, "error": "unknown command %r" % cmd}

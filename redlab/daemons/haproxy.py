@@ -11,7 +11,8 @@ class HAProxy(Daemon):
 
     def __init__(self, node, servers, port=80, bind="0.0.0.0", balance="roundrobin",
                  mode="http", check=True, inter="200ms", rise=2, fall=2, check_path="/health",
-                 timeout_connect="1s", service="web", maxconn=4096, **options):
+                 timeout_connect="1s", timeout_check="1s", service="web", maxconn=4096,
+                 **options):
         super().__init__(node, **options)
         self.servers = list(servers)    # dicts with name, ip, port, weight
         self.port = port
@@ -24,6 +25,7 @@ class HAProxy(Daemon):
         self.fall = fall
         self.check_path = check_path if mode == "http" else None
         self.timeout_connect = timeout_connect
+        self.timeout_check = timeout_check
         self.service = service
         self.maxconn = maxconn
 
@@ -33,7 +35,8 @@ class HAProxy(Daemon):
         return dict(name=self.service, bind=self.bind, port=self.port, mode=self.mode,
                     balance=self.balance, check=self.health_check, inter=self.inter, rise=self.rise,
                     fall=self.fall, check_path=self.check_path, servers=servers,
-                    timeout_connect=self.timeout_connect, maxconn=self.maxconn)
+                    timeout_connect=self.timeout_connect, timeout_check=self.timeout_check,
+                    maxconn=self.maxconn)
 
     def dry_run(self):
         return [self.binary_path, "-c", "-q", "-f", str(self.config_file)]

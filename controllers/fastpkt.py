@@ -1,0 +1,32 @@
+"""Just enough parsing of a TCP/IPv4 frame for the load balancer's hot path.
+
+``os_ken.lib.packet`` builds an object per protocol layer; for the few fields the load
+balancer needs on every new connection (addresses, ports, flags) a slice of the raw
+frame is several times cheaper.  Anything that is not TCP over IPv4 (ARP, ICMP, VLAN
+tags) returns None and takes the general path.
+"""
+
+import socket
+import struct
+from collections import namedtuple
+
+TcpFrame = namedtuple("TcpFrame", "eth_src eth_dst ip_src ip_dst src_port dst_port flags")
+
+_ETH_IPV4 = b"\x08\x00"
+_TCP = 6
+
+
+def mac_text(raw):
+    return ":".join("%02x" % b for b in raw)
+
+
+def parse_tcp(data):
+    """A :class:`TcpFrame` for a TCP/IPv4 Ethernet frame, else None."""
+    if len(data) < 34 or data[12:14] != _ETH_IPV4 or data[23] != _TCP:
+        return None
+    tcp_at = 14 + (data[14] & 0x0F) * 4
+    if len(data) < tcp_at + 14:
+        return None
+    src_port, dst_port = struct.unpack_from("!HH", data, tcp_at)
+    return TcpFrame(mac_text(data[6:12]), mac_text(data[0:6]), socket.inet_ntoa(data[26:30]),
+                    socket.inet_ntoa(data[30:34]), src_port, dst_port, data[tcp_at + 13])
