@@ -146,3 +146,26 @@ def test_fast_path_stops_sending_to_a_failed_server(run_folder):
                             lab.checker.transitions()), 5, "web2 to be marked down")
         assert set(names(lab, 6)) == {"web1", "web3"}
         fault.undo()
+
+
+def test_persistence_keeps_a_client_on_its_server(run_folder):
+    """ipvsadm -p: with rr, one client still lands on one server while its template lives."""
+    with LoadBalancedService(web_service("rr", check="tcp", persistence_timeout=30),
+                             run_folder=run_folder) as lab:
+        got = names(lab, 6)
+        assert lab.status()["service"]["persistence_timeout"] == 30
+    assert got == ["web1"] * 6
+
+
+def test_inhibit_on_failure_keeps_the_server_listed_with_weight_0(run_folder):
+    service = web_service("rr", check="http", interval=0.2, timeout=0.3, fall=2, rise=2,
+                          inhibit_on_failure=True)
+    with LoadBalancedService(service, run_folder=run_folder) as lab:
+        fault = faults.http_500(lab["web2"].daemons["nginx"])
+        wait_until(lambda: (lab.checker.transitions("web2", "down", since=fault.at),
+                            lab.checker.transitions()), 5, "web2 to be marked down")
+        web2 = next(s for s in lab.status()["servers"] if s["name"] == "web2")
+        assert web2["health"] == "down" and web2["effective_weight"] == 0 and web2["weight"] == 1
+        assert "HTTP 500" in web2["reason"]
+        assert set(names(lab, 6)) == {"web1", "web3"}
+        fault.undo()
