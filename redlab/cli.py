@@ -90,13 +90,26 @@ def cmd_up(args):
 
 
 def cmd_run(args):
+    from redlab import labs
     if args.list or not args.name:
+        for lab in labs.all_labs():
+            print("%02d %-22s lab: %s" % (lab.number, lab.slug, lab.title))
         for name, text in SCENARIOS.items():
-            print("%-16s %s" % (name, text))
+            print("%-25s %s" % (name, text))
         return 0
     if args.name not in SCENARIOS:
-        raise RedlabError("unknown lab or scenario %r; `redlab run --list` shows them: %s"
-                          % (args.name, ", ".join(SCENARIOS)))
+        try:
+            lab = labs.find(args.name)
+        except RedlabError:
+            raise RedlabError("unknown lab or scenario %r; `redlab run --list` shows them: %s"
+                              % (args.name, ", ".join(
+                                  ["%02d %s" % (lab.number, lab.slug) for lab in labs.all_labs()]
+                                  + list(SCENARIOS)))) from None
+        print("== Lab %02d: %s ==" % (lab.number, lab.title))
+        print("guide: %s (日本語: %s)\n" % (lab.folder / "guide.en.md", lab.folder / "guide.ja.md"))
+        _ctx, measured = lab.walkthrough(args.submission, cli=args.cli)
+        print("\nmeasured: %s" % json.dumps(measured, indent=1, default=str))
+        return 0
     if args.name == "lb":
         return run_lb(args)
     from redlab.scenarios import vrrp_failover
@@ -170,6 +183,19 @@ def _last_checks(entry):
     return last
 
 
+def cmd_grade(args):
+    from redlab import labs
+    lab = labs.find(args.lab)
+    submission = args.submission or lab.submission
+    results = lab.grade(submission, out=print if args.verbose else None)
+    print(labs.report_text(lab, results))
+    if args.json:
+        labs.write_json(args.json, lab, results, submission)
+    if args.junit:
+        labs.write_junit(args.junit, lab, results, submission)
+    return 0 if all(r.passed for r in results) else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="redlab", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -200,6 +226,7 @@ def build_parser():
     p.add_argument("--vmac", action="store_true")
     p.add_argument("--no-garp-reaction", action="store_true")
     p.add_argument("--json", help="write the measurements to this file")
+    p.add_argument("--submission", help="lab: the student's folder (default: the lab's submission/)")
     p.add_argument("--service", help="lb: a service YAML file")
     p.add_argument("--algo", default="wlc", help="lb: scheduler (rr, wrr, lc, wlc, ...)")
     p.add_argument("--kind", default="NAT", choices=("NAT", "DR"), help="lb: forwarding method")
@@ -209,6 +236,13 @@ def build_parser():
     p.add_argument("--cli", action="store_true", help="open the Mininet CLI")
     p.add_argument("--hold", type=float, default=0, help="keep it up for N seconds")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("grade", help="grade a lab submission: each check pass/fail with a reason")
+    p.add_argument("lab", help="lab number or name (redlab run --list)")
+    p.add_argument("--submission", help="the student's folder (default: the lab's submission/)")
+    p.add_argument("--junit", help="write a JUnit XML report")
+    p.add_argument("--json", help="write a JSON report")
+    p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("lb", help="operate the running load balancer (like ipvsadm)")
     lb = p.add_subparsers(dest="action", required=True)

@@ -194,18 +194,26 @@ class NetworkLock:
     def __init__(self):
         self.fd = None
 
-    def acquire(self, run):
+    def acquire(self, run, wait=None):
+        """Take the lock; with ``wait`` (or REDLAB_LOCK_WAIT seconds) queue behind the holder."""
         state_dir().mkdir(parents=True, exist_ok=True)
         path = state_dir() / "lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RedlabError(
-                "another redlab network is running (%s); stop it first, "
-                "or run `redlab clean` if it crashed" % holder) from None
+        wait = float(os.environ.get("REDLAB_LOCK_WAIT", 0)) if wait is None else wait
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)       # polling a lock held by another process
+                    continue
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RedlabError(
+                    "another redlab network is running (%s); stop it first, "
+                    "or run `redlab clean` if it crashed" % holder) from None
         os.ftruncate(fd, 0)
         os.write(fd, ("pid %d, run folder %s" % (os.getpid(), run.path)).encode())
         self.fd = fd

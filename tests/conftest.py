@@ -27,7 +27,8 @@ OUR_PROCESSES = re.compile(r"mininet:|keepalived|nginx: master|named |haproxy|"
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "tests/network" in str(item.fspath).replace(os.sep, "/"):
+        path = str(item.fspath).replace(os.sep, "/")
+        if "tests/network" in path or "tests/labs" in path:
             item.add_marker(pytest.mark.network)
 
 
@@ -147,6 +148,18 @@ def network(request, run_folder):
             problems += net.controller.errors()
         net.stop()
     assert not problems, "the controller logged errors: %s" % problems[:5]
+
+
+@pytest.fixture
+def grade(run_folder):
+    """``grade(lab, submission)`` -> {check name: CheckResult}, run folders in the test's."""
+    from redlab import labs
+
+    def run(lab, submission):
+        lab = labs.find(lab) if isinstance(lab, str) else lab
+        results = lab.grade(submission, run_folder=run_folder / Path(submission).name, out=print)
+        return {r.name: r for r in results}
+    return run
 
 
 @pytest.fixture

@@ -4,14 +4,15 @@
 """
 
 import importlib
-
-_MODULES = ("topologies.vrrp_pair", "topologies.service_lan", "topologies.routed")
+import pkgutil
 
 
 def all_topologies():
+    """Every ``topos`` dict of every module in this package (file name == topology name)."""
     found = {}
-    for module in _MODULES:
-        found.update(importlib.import_module(module).topos)
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module("%s.%s" % (__name__, info.name))
+        found.update(getattr(module, "topos", {}))
     return found
 
 

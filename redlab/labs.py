@@ -1,0 +1,210 @@
+"""Labs: one folder each under ``labs/``, run by students and graded by instructors.
+
+A lab folder ``labs/NN-slug/`` holds::
+
+    guide.en.md  guide.ja.md   what to run, what to look at, what to expect and why
+    lab.py                     TITLE, walkthrough(ctx), CHECKS
+    submission/                where the student edits (starter files); graded by default
+    reference/                 the reference solution (graded in the test suite: all pass)
+    broken/<case>/             broken submissions, each failing a named check (tests)
+
+``lab.py`` contract (kathara-lab-checker style: expectations as data, small checks)::
+
+    TITLE = "Cold standby router"
+    TOPOLOGY = "topologies/routed.py"          # what the lab builds (informative)
+
+    def walkthrough(ctx):                      # builds the network from ctx.submission,
+        ctx.say("...")                         # narrates what happens,
+        ctx.pause(net, "look at ...")          # opens the Mininet CLI here with --cli,
+        return {"time_to_recover": 1.2, ...}   # returns what it measured
+
+    CHECKS = [check_a, check_b]                # each: check(ctx, measured) -> CheckResult
+
+Static checks (reading the submission's files) can run without a network: a check
+that only needs files declares ``check.static = True`` and is run even when the
+walk-through fails, so a student always gets the file-level reasons.
+"""
+
+import importlib.util
+import json
+import re
+import sys
+import time
+import traceback
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from redlab.errors import ConfigError, RedlabError
+
+LABS_DIR = Path(__file__).resolve().parent.parent / "labs"
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    reason: str                 # what a student can act on (for a pass: what was seen)
+    measured: dict = field(default_factory=dict)
+
+    def line(self):
+        return "%s  %s: %s" % ("PASS" if self.passed else "FAIL", self.name, self.reason)
+
+
+def passed(name, reason, **measured):
+    return CheckResult(name, True, reason, measured)
+
+
+def failed(name, reason, **measured):
+    return CheckResult(name, False, reason, measured)
+
+
+class Context:
+    """What a walk-through gets: the submission, a run folder, narration, CLI pauses."""
+
+    def __init__(self, lab, submission, run_folder=None, cli=False, out=print):
+        self.lab = lab
+        self.submission = Path(submission)
+        self.run_folder = Path(run_folder) if run_folder else None
+        self.cli = cli
+        self._out = out
+
+    def say(self, text=""):
+        if self._out:
+            self._out(text)
+
+    def folder(self, name):
+        """A run folder for one network of this walk-through (None: the default root)."""
+        return None if self.run_folder is None else self.run_folder / name
+
+    def file(self, name):
+        path = self.submission / name
+        if not path.exists():
+            raise ConfigError("the submission has no %s (looked in %s); start from the lab's "
+                              "submission/ folder" % (name, self.submission))
+        return path
+
+    def pause(self, network, message):
+        """With --cli: drop into the Mininet CLI here (``exit`` continues the walk-through)."""
+        if not self.cli:
+            return
+        from mininet.cli import CLI
+        self.say("\n>>> %s\n>>> (Mininet CLI: type `exit` to continue the walk-through)" % message)
+        CLI(getattr(network, "net", network))
+
+
+class Lab:
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        match = re.match(r"(\d+)-(.+)", self.folder.name)
+        if not match:
+            raise ConfigError("lab folder %s must be named NN-name" % self.folder)
+        self.number = int(match.group(1))
+        self.slug = match.group(2)
+        self._module = None
+
+    @property
+    def name(self):
+        return self.folder.name
+
+    @property
+    def module(self):
+        if self._module is None:
+            spec = importlib.util.spec_from_file_location("redlab_lab_%02d" % self.number,
+                                                          self.folder / "lab.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            self._module = module
+        return self._module
+
+    @property
+    def title(self):
+        return self.module.TITLE
+
+    @property
+    def submission(self):
+        return self.folder / "submission"
+
+    @property
+    def reference(self):
+        return self.folder / "reference"
+
+    def broken_cases(self):
+        folder = self.folder / "broken"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def walkthrough(self, submission=None, run_folder=None, cli=False, out=print):
+        ctx = Context(self, submission or self.submission, run_folder, cli, out)
+        return ctx, self.module.walkthrough(ctx)
+
+    def grade(self, submission=None, run_folder=None, out=None):
+        """Run the walk-through on a submission and every check; return the results."""
+        ctx = Context(self, submission or self.submission, run_folder, False, out)
+        if not ctx.submission.is_dir():
+            raise ConfigError("submission folder %s does not exist" % ctx.submission)
+        results = []
+        measured = None
+        try:
+            measured = self.module.walkthrough(ctx)
+        except RedlabError as exc:
+            results.append(failed("walk-through", "the lab could not run with this submission: "
+                                  "%s" % exc))
+        except Exception as exc:          # a student's broken script must not crash grading
+            results.append(failed("walk-through", "the lab stopped with %s: %s (details in "
+                                  "the log)" % (type(exc).__name__, exc)))
+            traceback.print_exc()
+        for check in self.module.CHECKS:
+            name = check.__name__.replace("check_", "").replace("_", " ")
+            if measured is None and not getattr(check, "static", False):
+                results.append(failed(name, "not checked: the walk-through did not finish"))
+                continue
+            try:
+                results.append(check(ctx, measured or {}))
+            except Exception as exc:
+                results.append(failed(name, "the check itself failed: %s: %s"
+                                      % (type(exc).__name__, exc)))
+        return results
+
+
+def all_labs():
+    return [Lab(p) for p in sorted(LABS_DIR.iterdir()) if p.is_dir() and (p / "lab.py").exists()]
+
+
+def find(name):
+    """A lab by number ("1", "01") or name ("cold-standby", "01-cold-standby")."""
+    for lab in all_labs():
+        if name in (str(lab.number), "%02d" % lab.number, lab.slug, lab.name):
+            return lab
+    raise ConfigError("unknown lab %r; the labs are: %s" % (
+        name, ", ".join("%02d %s" % (lab.number, lab.slug) for lab in all_labs())))
+
+
+# -- reports ------------------------------------------------------------------------------
+
+def report_text(lab, results):
+    lines = ["Lab %02d %s: %d of %d checks pass" % (
+        lab.number, lab.title, sum(r.passed for r in results), len(results))]
+    lines += ["  " + r.line() for r in results]
+    return "\n".join(lines)
+
+
+def write_json(path, lab, results, submission):
+    Path(path).write_text(json.dumps(dict(
+        lab=lab.name, title=lab.title, submission=str(submission), time=time.time(),
+        passed=all(r.passed for r in results), checks=[asdict(r) for r in results]),
+        indent=1, default=str))
+
+
+def write_junit(path, lab, results, submission):
+    suite = ET.Element("testsuite", name="lab-%s" % lab.name, tests=str(len(results)),
+                       failures=str(sum(not r.passed for r in results)))
+    ET.SubElement(ET.SubElement(suite, "properties"), "property", name="submission",
+                  value=str(submission))
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname="lab-%s" % lab.name, name=r.name)
+        if r.passed:
+            ET.SubElement(case, "system-out").text = r.reason
+        else:
+            ET.SubElement(case, "failure", message=r.reason).text = r.reason
+    ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
