@@ -33,7 +33,7 @@ VRID = 51
 
 
 class VRRPPairTopo(Topo):
-    def build(self, use_vmac=False, advert_int=1, servers=2):
+    def build(self, use_vmac=False, advert_int=1, servers=2, deploy_from=None):
         s1 = self.addSwitch("s1")
         client = self.addHost("client1", cls=Client, ip=ap.cidr(ap.client(1, ap.SERVICE)))
         self.addLink(client, s1)
@@ -42,7 +42,7 @@ class VRRPPairTopo(Topo):
                         priority=150 if n == 1 else 100 - n, use_vmac=use_vmac,
                         advert_int=advert_int)
             web = self.addHost("web%d" % n, cls=WebServer, ip=ap.cidr(ap.web(n)),
-                               vrrp=vrrp)
+                               vrrp=vrrp, nginx=dict(deploy_from=deploy_from))
             self.addLink(web, s1)
 
 

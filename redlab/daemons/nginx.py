@@ -5,6 +5,8 @@ the default page says the host and the content version.  ``mode="error500"`` mak
 server answer every request with HTTP 500 (a running but broken service).
 """
 
+import shutil
+
 from redlab.daemons.base import Daemon, wait_for_listen
 from redlab.errors import ConfigError
 from redlab.runs import child_pids
@@ -25,7 +27,7 @@ class Nginx(Daemon):
     config_name = "nginx.conf"
 
     def __init__(self, node, port=80, version="v1", mode="normal", workers=1, backlog=511,
-                 health_path="/health", **options):
+                 health_path="/health", deploy_from=None, **options):
         super().__init__(node, **options)
         self.port = port
         self.version = version
@@ -33,6 +35,7 @@ class Nginx(Daemon):
         self.workers = workers
         self.backlog = backlog
         self.health_path = health_path
+        self.deploy_from = deploy_from      # address/CIDR allowed to PUT content to /deploy/
 
     @property
     def docroot(self):
@@ -41,7 +44,8 @@ class Nginx(Daemon):
     def values(self):
         check_mode(self.mode, self.where)
         return dict(port=self.port, mode=self.mode, workers=self.workers, backlog=self.backlog,
-                    docroot=str(self.docroot), health_path=self.health_path)
+                    docroot=str(self.docroot), health_path=self.health_path,
+                    deploy_from=self.deploy_from)
 
     def prepare(self):
         (self.folder / "tmp").mkdir(exist_ok=True)
@@ -49,6 +53,11 @@ class Nginx(Daemon):
         index = self.docroot / "index.html"
         if not index.exists():
             self.publish("%s %s\n" % (self.node.name, self.version))
+        if self.deploy_from:
+            # nginx's workers run as nobody: they write what a deploy PUTs
+            shutil.chown(self.docroot, user="nobody")
+            for path in self.docroot.iterdir():
+                shutil.chown(path, user="nobody")
 
     def publish(self, text, name="index.html"):
         """Write content into the document root (what a deploy changes)."""

@@ -1,0 +1,155 @@
+"""Lab 02: hot standby web server (ホットスタンバイ).
+
+web1 (active, VRRP master) and web2 (standby) share the VIP with keepalived.  The
+student's ``deploy.sh`` publishes a new page; a hot standby needs every update on the
+standby too.  Then web1 crashes: the client must get the *new* page from web2 within
+the measured recovery time, and its ARP entry for the VIP must follow web2's
+gratuitous ARP.
+"""
+
+import re
+import subprocess
+import time
+
+from redlab import addressing as ap
+from redlab.faults import host_crash
+from redlab.labs import failed, passed
+from redlab.net import Network
+from redlab.probe import Probe, analyse
+from redlab.scenarios.vrrp_failover import arp_entry
+from redlab.wait import WaitTimeout, wait_until
+
+TITLE = "Hot standby web server"
+TOPOLOGY = "topologies/vrrp_pair.py"
+MAX_RECOVERY = 10.0
+
+
+def mac_in(entry):
+    found = re.search(r"lladdr (\S+)", entry or "")
+    return found.group(1) if found else None
+
+
+def page(client, ip):
+    return client.cmd("curl -s -m 2 http://%s/index.html" % ip).strip()
+
+
+def walkthrough(ctx):
+    from topologies.vrrp_pair import VRRPPairTopo
+    script = ctx.file("deploy.sh")
+    vip, active, standby = ap.vip(1), ap.web(1), ap.web(2)
+    client_ip = ap.client(1, ap.SERVICE)
+    m = {}
+    ctx.say("Step 1 -- assume the failure: web1 will crash. Step 2 -- the spare: web2, a hot\n"
+            "standby that must always hold the same content. Step 3 -- the switch-over: VRRP\n"
+            "moves the VIP %s; the deploy procedure keeps web2 up to date." % vip)
+    topo = VRRPPairTopo(deploy_from=client_ip)
+    with Network(topo, name="lab02", run_folder=ctx.folder("hot-standby")) as net:
+        web1, web2, client = net["web1"], net["web2"], net["client1"]
+        wait_until(lambda: (web1.daemons["keepalived"].current_state() == "MASTER",
+                            web1.daemons["keepalived"].transitions()), 10, "web1 to be master")
+        ctx.say("\nweb1 is VRRP master and holds the VIP. Before the deploy:")
+        ctx.say("  web1 serves %r, web2 serves %r" % (page(client, active), page(client, standby)))
+        version = "site v2 (deployed %s)" % time.strftime("%H:%M:%S")
+        new_page = net.run.file("client1", "index-v2.html")
+        new_page.write_text(version + "\n")
+        ctx.say("\nRunning your deploy.sh on client1 to publish %r ..." % version)
+        env = "VIP=%s ACTIVE=%s STANDBY=%s" % (vip, active, standby)
+        out = client.cmd("%s sh %s %s; echo exit=$?" % (env, script, new_page))
+        m["deploy_output"] = out.strip()
+        m["deployed"] = version
+        m["active_page"], m["standby_page"] = page(client, active), page(client, standby)
+        ctx.say("  deploy.sh said: %s" % out.strip().replace("\n", " | "))
+        ctx.say("  now web1 serves %r, web2 serves %r" % (m["active_page"], m["standby_page"]))
+        ctx.pause(net, "compare: client1 curl -s http://%s/ ; client1 curl -s http://%s/"
+                  % (active, standby))
+
+        probe = Probe(client, "http://%s/" % vip, interval=0.05, max_seconds=30)
+        with probe:
+            probe.wait_good(5)
+            m["arp_before"] = arp_entry(client, vip)
+            ctx.say("\nclient1's ARP entry for the VIP: %s" % m["arp_before"])
+            ctx.say("web1 crashes now.")
+            fault = host_crash(net, web1)
+            try:
+                probe.wait_good(10, timeout=15, since=fault.at)
+            except WaitTimeout:
+                pass
+        promoted = [t for t, state in web2.daemons["keepalived"].transitions()
+                    if state == "MASTER" and t >= fault.at]
+        timeline = analyse(probe.samples(), fault.at, promoted[0] if promoted else None)
+        m["arp_after"] = arp_entry(client, vip)
+        m["time_to_detect"] = timeline.time_to_detect
+        m["time_to_recover"] = timeline.time_to_recover
+        m["requests_lost"] = timeline.requests_lost
+        m["served_after"] = timeline.served_after
+        m["pages_after"] = sorted({s.body for s in probe.samples()
+                                   if s.ok and timeline.recovered_at and s.t >= timeline.recovered_at})
+        m["web1_mac"], m["web2_mac"] = ap.mac_for(active), ap.mac_for(standby)
+        ctx.say(timeline.summary())
+        ctx.say("pages the client got after the failover: %s" % m["pages_after"])
+        ctx.say("client1's ARP entry for the VIP now: %s" % m["arp_after"])
+        ctx.pause(net, "web2 holds the VIP: web2 ip -4 addr ; client1 ip neigh")
+    return m
+
+
+def check_deploy_script_present(ctx, m):
+    script = ctx.submission / "deploy.sh"
+    if not script.exists():
+        return failed("deploy script present", "there is no deploy.sh in %s" % ctx.submission)
+    result = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
+    if result.returncode != 0:
+        return failed("deploy script present", "deploy.sh has a syntax error: %s"
+                      % result.stderr.strip())
+    return passed("deploy script present", "deploy.sh is there and parses")
+
+
+check_deploy_script_present.static = True
+
+
+def check_standby_gets_every_update(ctx, m):
+    if m["standby_page"] == m["deployed"] and m["active_page"] == m["deployed"]:
+        return passed("standby gets every update", "web1 and web2 both serve %r" % m["deployed"])
+    if m["active_page"] == m["deployed"]:
+        return failed("standby gets every update",
+                      "after deploy.sh, web1 serves %r but the standby web2 still serves %r: a hot "
+                      "standby must get every update too -- send the page to $STANDBY as well"
+                      % (m["active_page"], m["standby_page"]))
+    return failed("standby gets every update", "deploy.sh did not publish the page (web1 serves "
+                  "%r); it said: %s" % (m["active_page"], m["deploy_output"]))
+
+
+def check_clients_get_the_update_after_failover(ctx, m):
+    if not m["pages_after"]:
+        return failed("clients get the update after failover", "no answer after web1 crashed")
+    if m["pages_after"] == [m["deployed"]]:
+        return passed("clients get the update after failover",
+                      "after the failover clients got %r from web2" % m["deployed"])
+    return failed("clients get the update after failover",
+                  "after the failover clients got %s instead of %r: web2 was not up to date"
+                  % (m["pages_after"], m["deployed"]))
+
+
+def check_failover_time(ctx, m):
+    t = m["time_to_recover"]
+    if t is None:
+        return failed("failover time", "the service did not come back within the probe")
+    if t <= MAX_RECOVERY:
+        return passed("failover time", "service back after %.2f s (%d requests lost; keepalived "
+                      "noticed after %.2f s)" % (t, m["requests_lost"], m["time_to_detect"] or -1),
+                      time_to_recover=t)
+    return failed("failover time", "service back only after %.2f s (limit %.0f s)"
+                  % (t, MAX_RECOVERY), time_to_recover=t)
+
+
+def check_arp_followed_garp(ctx, m):
+    before, after = mac_in(m["arp_before"]), mac_in(m["arp_after"])
+    if before == m["web1_mac"] and after == m["web2_mac"]:
+        return passed("ARP entry followed the GARP", "client1's entry for the VIP moved from "
+                      "web1's MAC %s to web2's %s" % (before, after))
+    return failed("ARP entry followed the GARP", "client1's entry for the VIP was %s before and "
+                  "%s after (web1 %s, web2 %s)" % (before, after, m["web1_mac"], m["web2_mac"]))
+
+
+CHECKS = [check_deploy_script_present, check_standby_gets_every_update,
+          check_clients_get_the_update_after_failover, check_failover_time,
+          check_arp_followed_garp]
