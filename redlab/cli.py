@@ -108,7 +108,11 @@ def cmd_run(args):
         print("== Lab %02d: %s ==" % (lab.number, lab.title))
         print("guide: %s (日本語: %s)\n" % (lab.folder / "guide.en.md", lab.folder / "guide.ja.md"))
         _ctx, measured = lab.walkthrough(args.submission, cli=args.cli)
-        print("\nmeasured: %s" % json.dumps(measured, indent=1, default=str))
+        print("\nmeasured (for the table at the end of the guide):")
+        for key, value in measured.items():
+            text = json.dumps(value, default=str)
+            print("  %-22s %s" % (key, text if len(text) <= 100 else text[:97] + "..."))
+        print("grade it with: redlab grade %02d" % lab.number)
         return 0
     if args.name == "lb":
         return run_lb(args)

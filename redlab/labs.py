@@ -62,8 +62,9 @@ def failed(name, reason, **measured):
 class Context:
     """What a walk-through gets: the submission, a run folder, narration, CLI pauses."""
 
-    def __init__(self, lab, submission, run_folder=None, cli=False, out=print):
+    def __init__(self, lab, submission, run_folder=None, cli=False, out=print, grading=False):
         self.lab = lab
+        self.grading = grading          # True under `redlab grade`: demonstrations may be skipped
         self.submission = Path(submission)
         self.run_folder = Path(run_folder) if run_folder else None
         self.cli = cli
@@ -140,7 +141,7 @@ class Lab:
 
     def grade(self, submission=None, run_folder=None, out=None):
         """Run the walk-through on a submission and every check; return the results."""
-        ctx = Context(self, submission or self.submission, run_folder, False, out)
+        ctx = Context(self, submission or self.submission, run_folder, False, out, grading=True)
         if not ctx.submission.is_dir():
             raise ConfigError("submission folder %s does not exist" % ctx.submission)
         results = []

@@ -206,3 +206,27 @@ def format_status(status, last_results=None):
             "%s:%d (%s)" % (s["ip"], s["port"], s["name"]), forward, s["weight"], s["active"],
             s["inactive"], s["health"], check))
     return "\n".join(lines)
+
+
+def render_keepalived_lvs(service, node_name, path):
+    """The same service as a keepalived ``virtual_server`` (IPVS), checked with ``keepalived -t``.
+
+    On a kernel with ip_vs (a stock student VM) this file runs the real thing on the
+    director; where the kernel lacks ip_vs it still shows the mapping, and the dry run
+    proves the configuration is valid.  Returns ``(ok, keepalived's output)``.
+    """
+    from redlab.daemons.base import render_template
+    from redlab.system import require_binary
+    hc = service.health_check
+    text = render_template("keepalived-lvs.conf.j2", dict(
+        node=node_name, name=service.name, vip=service.vip, port=service.port,
+        delay_loop=max(1, round(hc.interval)), lb_algo=service.lb_algo, lb_kind=service.lb_kind,
+        persistence_timeout=service.persistence_timeout,
+        inhibit_on_failure=service.inhibit_on_failure, check_type=hc.type, path=hc.path,
+        status=hc.status, timeout=max(1, round(hc.timeout)), retry=max(0, hc.fall - 1),
+        servers=[dict(ip=s.ip, port=s.port, weight=s.weight) for s in service.real_servers]),
+        "%s/keepalived-lvs" % node_name)
+    path.write_text(text)
+    result = subprocess.run([require_binary("keepalived"), "-t", "-f", str(path)],
+                            capture_output=True, text=True)
+    return result.returncode == 0, (result.stderr + result.stdout).strip()

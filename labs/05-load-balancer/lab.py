@@ -1,0 +1,160 @@
+"""Lab 05: the load balancer and its health checks (ロードバランサ, ヘルスチェック).
+
+Part A shows the detection matrix live: three checkers (ICMP, TCP, HTTP) watch one web
+server while it is crashed, unplugged, stopped, made to answer HTTP 500 and made to
+hang.  Part B runs the os-ken load balancer with the student's ``service.yaml``, breaks
+web2 (HTTP 500) and web3 (hang), and counts who answers afterwards: a failed server must
+never be chosen while a healthy one remains.  On a kernel with ip_vs the same service
+is also shown as keepalived + IPVS; here the lab says plainly when the kernel lacks it.
+"""
+
+import collections
+import time
+
+from controllers.service import ServiceConfigError, load_service
+from redlab import faults
+from redlab.labs import failed, passed
+from redlab.lb import render_keepalived_lvs
+from redlab.net import Network
+from redlab.scenarios.health_matrix import Matrix, markdown
+from redlab.scenarios.lb import LoadBalancedService
+from redlab.system import kernel_has_ipvs
+from redlab.wait import WaitTimeout, wait_until
+
+TITLE = "Load balancer and health checks"
+TOPOLOGY = "topologies/service_lan.py"
+MAX_DETECT = 5.0
+REQUESTS = 12
+
+
+def walkthrough(ctx):
+    from topologies.service_lan import ServiceLanTopo
+    try:
+        service = load_service(ctx.file("service.yaml"))
+    except ServiceConfigError as exc:
+        from redlab.errors import ConfigError
+        raise ConfigError(str(exc)) from None
+    m = {"check_type": service.health_check.type}
+    ctx.say("Step 1 -- assume the failure: a real server dies, or its web service breaks.\n"
+            "Step 2 -- the spare: the other real servers behind the same VIP.\n"
+            "Step 3 -- the switch-over: the load balancer chooses only servers whose health\n"
+            "check passes.  Which check sees which failure?")
+
+    if not ctx.grading:           # a demonstration: grading skips it
+        part_a(ctx, m)
+    part_b(ctx, m, service)
+    return m
+
+
+def part_a(ctx, m):
+    from topologies.service_lan import ServiceLanTopo
+    ctx.say("\nPart A: the detection matrix (ICMP = L3, TCP connect = L4, HTTP GET = L7) on web1")
+    with Network(ServiceLanTopo(servers=1, dns=False), name="lab05-matrix",
+                 run_folder=ctx.folder("matrix")) as net:
+        with Matrix(net, interval=0.2, timeout=0.5, out=ctx.say) as matrix:
+            m["matrix"] = matrix.run()
+        ctx.pause(net, "try it: web1 kill -STOP $(pgrep -f 'nginx: master') ; "
+                       "director curl -m1 http://10.0.0.11/")
+    ctx.say(markdown(m["matrix"]))
+
+
+def part_b(ctx, m, service):
+    ctx.say("\nPart B: your service.yaml (health check: %s) behind the VIP %s"
+            % (service.health_check.type, service.vip))
+    with LoadBalancedService(service, name="lab05-lb", run_folder=ctx.folder("lb")) as lab:
+        m["before"] = [lab.get(timeout=1) for _ in range(6)]
+        ctx.say("  before: answers from %s" % sorted({s for _, s in m["before"]}))
+        ctx.say(lab.status_text())
+        broke = time.time()
+        f500 = faults.http_500(lab["web2"].daemons["nginx"])
+        fhang = faults.hang(lab["web3"].daemons["nginx"])
+        ctx.say("\n  web2 now answers HTTP 500; web3 hangs (accepts TCP, never answers).")
+        hc = service.health_check
+        window = hc.fall * (hc.interval + hc.timeout) + 1.0
+        try:
+            wait_until(lambda: (len({t["server"] for t in
+                                     lab.checker.transitions(state="down", since=broke)}) == 2,
+                                lab.checker.transitions(since=broke)),
+                       min(window, MAX_DETECT + 1), "web2 and web3 to be taken out")
+        except WaitTimeout:
+            pass                       # the check did not see it: the answers below show it
+        m["detected"] = {t["server"]: t["t"] - broke
+                         for t in lab.checker.transitions(state="down", since=broke)}
+        m["after"] = [lab.get(timeout=1) for _ in range(REQUESTS)]
+        answers = collections.Counter("%s %s" % (s or "-", status) for status, s in m["after"])
+        ctx.say("  detected: %s" % ({k: "%.2f s" % v for k, v in m["detected"].items()}
+                                     or "nothing"))
+        ctx.say("  %d requests after the failures: %s" % (REQUESTS, dict(answers)))
+        ctx.say(lab.status_text())
+        ctx.pause(lab.network, "redlab lb status (in another shell); client1 curl -s -m1 "
+                               "http://%s/" % service.vip)
+        fhang.undo()
+        f500.undo()
+
+    if kernel_has_ipvs():
+        ctx.say("\nThis kernel has ip_vs: the same service as keepalived + IPVS is in %s"
+                % ctx.submission)
+    else:
+        ctx.say("\nThis kernel has no ip_vs (IPVS), so the keepalived + ipvsadm version of this "
+                "service cannot run here; on the student VM it can.")
+    if ctx.run_folder:
+        ctx.run_folder.mkdir(parents=True, exist_ok=True)
+        path = ctx.run_folder / "keepalived-lvs.conf"
+        ok, output = render_keepalived_lvs(service, "director", path)
+        ctx.say("The same service for keepalived (IPVS) is in %s (keepalived -t: %s)"
+                % (path, "valid" if ok else output))
+
+
+def check_service_file_is_valid(ctx, m):
+    try:
+        service = load_service(ctx.submission / "service.yaml")
+    except ServiceConfigError as exc:
+        return failed("service file is valid", str(exc))
+    return passed("service file is valid", "%s:%d, %s, %s check" % (
+        service.vip, service.port, service.lb_algo, service.health_check.type))
+
+
+check_service_file_is_valid.static = True
+
+
+def _served(m, server):
+    return [status for status, s in m["after"] if s == server]
+
+
+def check_catches_http_500(ctx, m):
+    bad = _served(m, "web2")
+    if not bad:
+        return passed("catches HTTP 500", "web2 (HTTP 500) got none of %d requests" % REQUESTS)
+    return failed("catches HTTP 500", "web2 answered %d of %d requests with HTTP %s: a %s check "
+                  "cannot see an HTTP error -- only an http check (L7) reads the status"
+                  % (len(bad), REQUESTS, bad[0], m["check_type"]))
+
+
+def check_catches_a_hang(ctx, m):
+    hung = sum(1 for status, s in m["after"] if status == 0)
+    if hung == 0 and not _served(m, "web3"):
+        return passed("catches a hang", "no request went to the hung web3")
+    return failed("catches a hang", "%d of %d requests got no answer: they went to the hung web3, "
+                  "which still accepts TCP -- a %s check passes; an http check with a timeout "
+                  "fails it" % (hung, REQUESTS, m["check_type"]))
+
+
+def check_healthy_server_keeps_serving(ctx, m):
+    ok = [status for status, s in m["after"] if s == "web1" and status == 200]
+    if len(ok) >= 1 and all(s in ("web1", "web2", None) or st == 200 for st, s in m["after"]):
+        return passed("healthy server keeps serving", "web1 answered %d requests" % len(ok))
+    return failed("healthy server keeps serving", "web1 answered only %d requests" % len(ok))
+
+
+def check_detection_time(ctx, m):
+    slow = {s: t for s, t in m["detected"].items() if t > MAX_DETECT}
+    missing = {"web2", "web3"} - set(m["detected"])
+    if not slow and not missing:
+        return passed("detection time", "web2 out after %.2f s, web3 after %.2f s"
+                      % (m["detected"]["web2"], m["detected"]["web3"]))
+    return failed("detection time", "not taken out within %.0f s: %s" % (
+        MAX_DETECT, ", ".join(sorted(missing)) or ", ".join("%s %.1f s" % kv for kv in slow.items())))
+
+
+CHECKS = [check_service_file_is_valid, check_catches_http_500, check_catches_a_hang,
+          check_healthy_server_keeps_serving, check_detection_time]
