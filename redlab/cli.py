@@ -29,6 +29,18 @@ def _terminate_gracefully():
     signal.signal(signal.SIGHUP, handler)
 
 
+def hold_or_cli(args, network):
+    """--cli: the Mininet CLI; --hold N: keep the network up N seconds (Ctrl-C ends it)."""
+    if args.cli:
+        from mininet.cli import CLI
+        CLI(network.net)
+        return True
+    deadline = time.monotonic() + args.hold
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+    return bool(args.hold)
+
+
 def cmd_doctor(args):
     from redlab.system import checks
     failed = 0
@@ -79,13 +91,7 @@ def cmd_up(args):
             print("  %-8s %-9s %s  daemons: %s" % (host.name, getattr(host, "role", "host"),
                                                   host.IP(), ", ".join(host.daemons) or "-"))
         sys.stdout.flush()
-        if args.cli:
-            from mininet.cli import CLI
-            CLI(net.net)
-        elif args.hold:
-            deadline = time.monotonic() + args.hold
-            while time.monotonic() < deadline:
-                time.sleep(0.2)
+        hold_or_cli(args, net)
     return 0
 
 
@@ -134,15 +140,9 @@ def run_lb(args):
         print("load balancer up: VIP %s:%d, run folder %s" % (service.vip, service.port,
                                                               lab.network.run.path), flush=True)
         if args.cli:
-            from mininet.cli import CLI
             print("try: client1 curl -s http://%s/   (and `redlab lb status` in another shell)"
                   % service.vip)
-            CLI(lab.network.net)
-        elif args.hold:
-            deadline = time.monotonic() + args.hold
-            while time.monotonic() < deadline:
-                time.sleep(0.2)
-        else:
+        if not hold_or_cli(args, lab.network):
             answers = [lab.get()[1] for _ in range(args.requests)]
             print("%d requests from client1 to the VIP were served by: %s"
                   % (len(answers), " ".join(str(a) for a in answers)))

@@ -13,14 +13,13 @@ changes to the controller's Unix socket, which also answers ``redlab lb ...``.
 
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 
 import yaml
 
 from redlab import addressing
+from redlab.agent import HostAgent
 from redlab.errors import ConfigError, RedlabError
 from redlab.runs import owner_alive, registered_runs
 from redlab.wait import wait_until
@@ -77,53 +76,35 @@ def prepare_dr(net, service):
                      % (scope, scope))
 
 
-class HealthChecker:
+class HealthChecker(HostAgent):
     """``redlab.healthcheck`` inside the director host, for one service."""
 
+    module = "redlab.healthcheck"
+    what = "health checker"
+
     def __init__(self, host, service, socket_path=None, check_type=None, name="health"):
-        self.host = host
+        super().__init__(host, host.run.file(host.name, "%s.jsonl" % name))
         self.service = load(service)
         self.socket_path = socket_path
         self.check_type = check_type
-        self.folder = host.run.folder(host.name)
-        self.service_file = self.folder / ("%s-service.yaml" % name)
-        self.log = self.folder / ("%s.jsonl" % name)
-        self.proc = None
+        self.service_file = host.run.file(host.name, "%s-service.yaml" % name)
+
+    @property
+    def log(self):
+        return self.out
 
     def start(self):
         self.service_file.write_text(yaml.safe_dump(service_dict(self.service), sort_keys=False))
-        cmd = [sys.executable, "-m", "redlab.healthcheck", "--service", str(self.service_file),
-               "--log", str(self.log)]
+        args = ["--service", self.service_file, "--log", self.out]
         if self.socket_path:
-            cmd += ["--socket", str(self.socket_path)]
+            args += ["--socket", self.socket_path]
         if self.check_type:
-            cmd += ["--type", self.check_type]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        self.proc = self.host.popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=open(self.log.with_suffix(".err"), "ab"), env=env)
-        self.host.run.record_process(self.proc.pid, "health checker in " + self.host.name)
-        wait_until(lambda: (self._alive() and len(self.results()) >= len(self.service.real_servers),
+            args += ["--type", self.check_type]
+        self.spawn(args)
+        wait_until(lambda: (self.check_alive() and
+                            len(self.results()) >= len(self.service.real_servers),
                             len(self.results())), 10, "the first health checks")
         return self
-
-    def _alive(self):
-        if self.proc.poll() is not None:
-            raise RedlabError("the health checker in %s exited: %s" % (
-                self.host.name, self.log.with_suffix(".err").read_text(errors="replace")[-400:]))
-        return True
-
-    def lines(self):
-        try:
-            text = self.log.read_text()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in text.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
 
     def results(self):
         return [r for r in self.lines() if "event" not in r]
@@ -138,24 +119,6 @@ class HealthChecker:
         for r in self.results():
             last[r["server"]] = r
         return last
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.host.run.forget_process(self.proc.pid)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
 
 # -- talking to a running load balancer -------------------------------------------------

@@ -12,15 +12,9 @@ turns its samples and the moment a fault was injected into a :class:`Timeline`:
 """
 
 import collections
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 
-from redlab.errors import RedlabError
+from redlab.agent import HostAgent
 from redlab.wait import wait_until
 
 
@@ -129,55 +123,35 @@ def _kind(sample):
     return (sample.error or "error").split(":")[0]
 
 
-class Probe:
+class Probe(HostAgent):
     """A bounded request loop from inside ``host`` to ``url``; samples in the run folder."""
+
+    module = "redlab.probe_agent"
+    what = "probe"
 
     def __init__(self, host, url, name="probe", interval=0.05, timeout=0.5, max_seconds=60.0,
                  max_requests=None):
-        self.host = host
+        super().__init__(host, host.run.file(host.name, "%s.jsonl" % name))
         self.url = url
         self.interval = interval
         self.timeout = timeout
         self.max_seconds = max_seconds
         self.max_requests = max_requests or int(max_seconds / interval) + 10
-        self.out = host.run.file(host.name, "%s.jsonl" % name)
-        self.proc = None
 
     def start(self):
         if self.out.exists():
             self.out.unlink()
-        cmd = [sys.executable, "-m", "redlab.probe_agent", "--url", self.url,
-               "--out", str(self.out), "--interval", str(self.interval),
-               "--timeout", str(self.timeout), "--max-requests", str(self.max_requests),
-               "--max-seconds", str(self.max_seconds)]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        self.proc = self.host.popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=open(self.out.with_suffix(".err"), "ab"), env=env)
-        self.host.run.record_process(self.proc.pid, "probe in " + self.host.name)
-        return self
+        return self.spawn(["--url", self.url, "--out", self.out, "--interval", self.interval,
+                           "--timeout", self.timeout, "--max-requests", self.max_requests,
+                           "--max-seconds", self.max_seconds])
 
     def samples(self):
-        try:
-            text = self.out.read_text()
-        except FileNotFoundError:
-            return []
-        samples = []
-        for line in text.splitlines():
-            try:
-                samples.append(Sample.from_json(json.loads(line)))
-            except ValueError:
-                pass               # a line being written right now
-        return samples
-
-    def _check_alive(self):
-        if self.proc.poll() is not None and self.proc.returncode != 0:
-            raise RedlabError("the probe in %s failed: %s" % (
-                self.host.name, self.out.with_suffix(".err").read_text(errors="replace")[-500:]))
+        return [Sample.from_json(record) for record in self.lines()]
 
     def wait_good(self, count=5, timeout=15.0, since=0.0):
         """Wait until ``count`` consecutive good answers were seen after ``since``."""
         def probe():
-            self._check_alive()
+            self.check_alive(failed_only=True)
             recent = [s for s in self.samples() if s.t >= since]
             streak = 0
             for s in recent:
@@ -187,24 +161,5 @@ class Probe:
         return wait_until(probe, timeout, "%d good answers in a row from %s" % (count, self.url))
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(self.timeout + 2)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.host.run.forget_process(self.proc.pid)
+        super().stop(self.timeout + 2)
         return self.samples()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-
-def now():
-    return time.time()

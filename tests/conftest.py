@@ -62,14 +62,18 @@ def session_runs():
         shutil.rmtree(stale, ignore_errors=True)
     folder = TEST_RUNS / time.strftime("%Y%m%d-%H%M%S")
     folder.mkdir(exist_ok=True)
+    os.environ["REDLAB_TEST_SESSION"] = folder.name
     os.environ["REDLAB_RUN_ROOT"] = str(folder / "_runs")
     return folder
 
 
+def test_folder_name(request):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
+
+
 @pytest.fixture
 def run_folder(request, session_runs):
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
-    folder = session_runs / name
+    folder = session_runs / test_folder_name(request)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -116,6 +120,15 @@ def _network_guard(request):
     from redlab.wait import wait_until
     wait_until(lambda: (not leaks(before), leaks(before)), 5,
                "the test to leave nothing behind")
+    # Faucet's rule: a controller that logged an exception fails the test
+    folder = TEST_RUNS / os.environ.get("REDLAB_TEST_SESSION", "-") / test_folder_name(request)
+    errors = []
+    for log in list(folder.glob("**/controller/controller.log")) + \
+            list(folder.glob("**/controller/controller.out")):
+        errors += ["%s: %s" % (log.relative_to(folder), line) for line in
+                   log.read_text(errors="replace").splitlines()
+                   if " ERROR " in line or "Traceback" in line]
+    assert not errors, "the controller logged errors:\n" + "\n".join(errors[:10])
 
 
 @pytest.fixture

@@ -90,19 +90,17 @@ def part_b(ctx, m, service):
                                "http://%s/" % service.vip)
         fhang.undo()
         f500.undo()
+        path = lab.network.run.file("director", "keepalived-lvs.conf")
+        ok, output = render_keepalived_lvs(service, "director", path)
 
     if kernel_has_ipvs():
-        ctx.say("\nThis kernel has ip_vs: the same service as keepalived + IPVS is in %s"
-                % ctx.submission)
+        ctx.say("\nThis kernel has ip_vs: run the file below with keepalived on the director "
+                "and compare `ipvsadm -Ln` with `redlab lb status`.")
     else:
         ctx.say("\nThis kernel has no ip_vs (IPVS), so the keepalived + ipvsadm version of this "
                 "service cannot run here; on the student VM it can.")
-    if ctx.run_folder:
-        ctx.run_folder.mkdir(parents=True, exist_ok=True)
-        path = ctx.run_folder / "keepalived-lvs.conf"
-        ok, output = render_keepalived_lvs(service, "director", path)
-        ctx.say("The same service for keepalived (IPVS) is in %s (keepalived -t: %s)"
-                % (path, "valid" if ok else output))
+    ctx.say("The same service for keepalived (IPVS) is in %s (keepalived -t: %s)"
+            % (path, "valid" if ok else output))
 
 
 def check_service_file_is_valid(ctx, m):

@@ -32,10 +32,11 @@ def test_unknown_lab_is_one_line_naming_it_and_the_known_ones(capsys):
     assert "vrrp-failover" in err
 
 
-def test_run_list_shows_the_scenarios(capsys):
+def test_run_list_shows_the_labs_and_the_scenarios(capsys):
     assert cli.main(["run", "--list"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("vrrp-failover ")
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("02 hot-standby ") for line in lines)
+    assert any(line.startswith("vrrp-failover ") for line in lines)
 
 
 def test_run_without_a_name_lists_too(capsys):

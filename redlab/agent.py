@@ -1,0 +1,78 @@
+"""Small Python processes of redlab's own that run inside an emulated host.
+
+The probe (:mod:`redlab.probe_agent`) and the health checker (:mod:`redlab.healthcheck`)
+are both: a stdlib module started with this interpreter inside a host, appending JSON
+lines to a file in the run folder, recorded in the run registry, stopped with SIGTERM.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from redlab.errors import RedlabError
+
+
+class HostAgent:
+    module = None            # e.g. "redlab.probe_agent"
+    what = "agent"           # for messages: "probe", "health checker"
+
+    def __init__(self, host, out):
+        self.host = host
+        self.out = out       # the JSON-lines file the agent appends to
+        self.proc = None
+
+    @property
+    def err_file(self):
+        return self.out.with_suffix(".err")
+
+    def spawn(self, args):
+        cmd = [sys.executable, "-m", self.module] + [str(a) for a in args]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        with open(self.err_file, "ab") as err:
+            self.proc = self.host.popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=err, env=env)
+        self.host.run.record_process(self.proc.pid, "%s in %s" % (self.what, self.host.name))
+        return self
+
+    def lines(self):
+        """The JSON records written so far (a line being written right now is skipped)."""
+        try:
+            text = self.out.read_text()
+        except FileNotFoundError:
+            return []
+        records = []
+        for line in text.splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pass
+        return records
+
+    def check_alive(self, failed_only=False):
+        """Raise with the agent's stderr if it exited (with ``failed_only``: exited non-zero)."""
+        code = self.proc.poll()
+        if code is not None and (code != 0 or not failed_only):
+            raise RedlabError("the %s in %s exited (code %s): %s" % (
+                self.what, self.host.name, code,
+                self.err_file.read_text(errors="replace")[-500:] or "(no output)"))
+        return True
+
+    def stop(self, timeout=5.0):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.host.run.forget_process(self.proc.pid)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
