@@ -1,0 +1,226 @@
+"""Lab 03's programs that run *inside* emulated hosts: users and the carrier's proxy.
+
+    python agents.py user  --mode direct  --resolver 10.0.0.53 --out pc1.jsonl
+    python agents.py user  --mode browser --resolver 10.0.0.53 --out pc3.jsonl
+    python agents.py user  --mode proxy   --proxy 10.0.1.1:3128 --out phone1.jsonl
+    python agents.py proxy --listen 10.0.1.1:3128 --resolver 10.0.1.1 --out lookups.jsonl
+
+A **user** opens ``http://www.lab.example/`` about every ``--interval`` seconds (a new
+TCP connection each time; the gaps vary by +-50 % so that users are independent and do
+not fall into step with the DNS server's rotation) and appends one JSON line per request: when, which address it
+used, who answered (``X-Served-By``), or the error.  How it finds the address:
+
+- ``direct``: asks its resolver with ``dig`` before *every* request and uses the first
+  A record (a stub resolver without a cache);
+- ``browser``: the same, but keeps the answer for its TTL, like a PC browser's DNS cache;
+- ``proxy``: does not resolve at all: it sends the request to the carrier gateway's
+  HTTP proxy, which resolves the name for everybody (a phone behind キャリアゲートウェイ).
+
+The **proxy** is that carrier gateway: a forwarding HTTP proxy that resolves a name
+through its resolver (the gateway's caching BIND) only when its own cache has expired,
+keeps the answer for the TTL the resolver gave, and connects to the *first* address --
+what Squid does by default (``balance_on_multiple_ip off``).  A server it cannot reach
+becomes an error page (HTTP 502) for the user.  Every resolution is logged.
+
+Stdlib only, plus ``dig`` (bind9-dnsutils): the hosts share one filesystem, so there
+is no per-host ``resolv.conf``; every program names its resolver.
+"""
+
+import argparse
+import http.client
+import json
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+NAME = "www.lab.example"
+_stop = threading.Event()
+
+
+def _on_term(signum, frame):
+    _stop.set()
+
+
+def resolve(resolver, name, timeout=1):
+    """``(addresses, ttl)`` of the A records of ``name``, in the order the resolver gave."""
+    out = subprocess.run(
+        ["dig", "+noall", "+answer", "+tries=1", "+time=%d" % timeout, "@" + resolver, name, "A"],
+        capture_output=True, text=True, timeout=timeout + 2).stdout
+    addresses, ttls = [], []
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[3] == "A":
+            ttls.append(int(fields[1]))
+            addresses.append(fields[4])
+    if not addresses:
+        raise LookupError("no A record for %s from %s (%s)"
+                          % (name, resolver, out.strip() or "no answer"))
+    return addresses, min(ttls)
+
+
+def http_get(address, host, timeout, port=80, path="/"):
+    """``(status, served_by)`` of one GET with a new connection."""
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host, "Connection": "close",
+                                           "User-Agent": "redlab-lab03"})
+        response = conn.getresponse()
+        response.read(200)
+        return response.status, response.getheader("X-Served-By")
+    finally:
+        conn.close()
+
+
+# -- user -------------------------------------------------------------------------------
+
+def user(args):
+    cached, expires = None, 0.0
+    proxy_host, _, proxy_port = (args.proxy or "").partition(":")
+    started = time.monotonic()
+    next_at = started
+    with open(args.out, "a", buffering=1) as out:
+        for seq in range(args.max_requests):
+            if _stop.is_set() or time.monotonic() - started > args.max_seconds:
+                break
+            t = time.time()
+            sample = {"seq": seq, "t": t, "ok": False, "status": None, "server": None,
+                      "address": None, "resolved": False, "error": None}
+            try:
+                if args.mode == "proxy":
+                    conn = http.client.HTTPConnection(proxy_host, int(proxy_port or 3128),
+                                                      timeout=args.timeout)
+                    try:
+                        conn.request("GET", "http://%s/" % args.name,
+                                     headers={"Connection": "close", "User-Agent": "redlab-lab03"})
+                        response = conn.getresponse()
+                        response.read(200)
+                        sample["status"] = response.status
+                        sample["server"] = response.getheader("X-Served-By")
+                        sample["address"] = response.getheader("X-Gateway-Upstream")
+                    finally:
+                        conn.close()
+                else:
+                    if args.mode == "direct" or cached is None or time.monotonic() >= expires:
+                        addresses, ttl = resolve(args.resolver, args.name)
+                        cached, expires = addresses, time.monotonic() + ttl
+                        sample["resolved"] = True
+                    sample["address"] = cached[0]
+                    sample["status"], sample["server"] = http_get(cached[0], args.name,
+                                                                  args.timeout)
+                sample["ok"] = sample["status"] == 200
+            except (OSError, http.client.HTTPException, LookupError,
+                    subprocess.SubprocessError) as exc:
+                sample["error"] = "%s: %s" % (type(exc).__name__, exc)
+            sample["end"] = time.time()
+            out.write(json.dumps(sample) + "\n")
+            next_at += args.interval * random.uniform(0.5, 1.5)
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                _stop.wait(delay)
+            else:
+                next_at = time.monotonic()
+    return 0
+
+
+# -- the carrier gateway's proxy --------------------------------------------------------
+
+class NameCache:
+    """The proxy's own name cache: one answer per name, kept for the resolver's TTL."""
+
+    def __init__(self, resolver, log):
+        self.resolver = resolver
+        self.log = log
+        self.entries = {}
+        self.lock = threading.Lock()
+
+    def lookup(self, name):
+        with self.lock:
+            addresses, expires = self.entries.get(name, (None, 0.0))
+            if addresses is None or time.monotonic() >= expires:
+                t = time.time()
+                addresses, ttl = resolve(self.resolver, name)
+                self.entries[name] = (addresses, time.monotonic() + ttl)
+                self.log.write(json.dumps({"t": t, "name": name, "addresses": addresses,
+                                           "ttl": ttl}) + "\n")
+                self.log.flush()
+            return addresses
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+    server_version = "carrier-gateway"
+
+    def do_GET(self):
+        url = urlsplit(self.path)
+        name = url.hostname or self.headers.get("Host", "").split(":")[0]
+        address = None
+        try:
+            address = self.server.cache.lookup(name)[0]
+            status, served_by = http_get(address, name, self.server.upstream_timeout,
+                                         port=url.port or 80, path=url.path or "/")
+            body = b"via carrier gateway\n"
+        except (OSError, http.client.HTTPException, LookupError,
+                subprocess.SubprocessError) as exc:
+            status, served_by = 502, None
+            body = ("carrier gateway: cannot reach %s (%s): %s\n"
+                    % (name, address or "no address", exc)).encode()
+        self.send_response(status)
+        if served_by:
+            self.send_header("X-Served-By", served_by)
+        if address:
+            self.send_header("X-Gateway-Upstream", address)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+def proxy(args):
+    host, _, port = args.listen.partition(":")
+    with open(args.out, "a") as log:
+        server = ThreadingHTTPServer((host, int(port or 3128)), ProxyHandler)
+        server.daemon_threads = True
+        server.cache = NameCache(args.resolver, log)
+        server.upstream_timeout = args.timeout
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                  daemon=True)
+        thread.start()
+        _stop.wait()
+        server.shutdown()
+        server.server_close()
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="agents.py")
+    sub = parser.add_subparsers(dest="role", required=True)
+    p = sub.add_parser("user")
+    p.add_argument("--mode", choices=("direct", "browser", "proxy"), required=True)
+    p.add_argument("--resolver")
+    p.add_argument("--proxy")
+    p.add_argument("--name", default=NAME)
+    p.add_argument("--out", required=True)
+    p.add_argument("--interval", type=float, default=0.1)
+    p.add_argument("--timeout", type=float, default=0.3)
+    p.add_argument("--max-requests", type=int, default=2000)
+    p.add_argument("--max-seconds", type=float, default=60.0)
+    p = sub.add_parser("proxy")
+    p.add_argument("--listen", required=True)
+    p.add_argument("--resolver", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--timeout", type=float, default=0.3)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.signal(signal.SIGINT, _on_term)
+    return user(args) if args.role == "user" else proxy(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,665 @@
+"""Lab 03: DNS round robin (DNSラウンドロビン) -- load spreading, not redundancy.
+
+The walk-through builds ``topologies/dns_rr.py``: three web servers, an authoritative
+BIND (dns1) with one A record per server for ``www.lab.example`` (``rrset-order
+cyclic``), PCs that ask dns1 themselves, and phones behind a carrier gateway
+(キャリアゲートウェイ): a caching BIND plus an HTTP proxy that resolves a name once per
+TTL and sends every phone to the first address.  Real users (``agents.py``) request
+the page ten times a second each.  It measures, in one network:
+
+1. the rotation: successive answers from dns1 in rotating order;
+2. the spread of requests over the servers, for a short and a long TTL: even for the
+   PCs, skewed behind a browser cache and behind the carrier gateway;
+3. web2 crashes and nobody touches DNS: DNS keeps handing web2 out, about a third of
+   the PCs' requests fail;
+4. the operator removes web2's record: the PCs recover at once, but users behind a
+   cache that holds the old answer fail until its TTL runs out -- with a long TTL, then
+   with the student's ``dns.yaml`` (TTL and procedure), which the checks grade.
+
+Times are scaled: one second here stands for a minute of a real service.
+"""
+
+import ipaddress
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from redlab import addressing as ap
+from redlab.errors import ConfigError, WaitTimeout
+from redlab.faults import host_crash
+from redlab.labs import failed, passed
+from redlab.net import Network
+from redlab.wait import wait_until
+
+TITLE = "DNS round robin: rotation, caches, and a dead server"
+TOPOLOGY = "topologies/dns_rr.py"
+
+HERE = Path(__file__).resolve().parent
+AGENTS = HERE / "agents.py"
+
+NAME = "www.lab.example"       # the service's name: zone lab.example, A records "www"
+SERVERS = ("web1", "web2", "web3")
+DEAD = "web2"                  # the server that dies
+BOUND = 4.0                    # the service's promise: errors at most this long after a crash
+SHORT_TTL, LONG_TTL = 1, 5     # the walk-through's own TTLs (spread, long-TTL damage)
+WINDOW = 2.5                   # seconds of traffic per spread measurement
+DEAD_WINDOW = 2.0              # seconds web2 stays dead with DNS unchanged
+CAP = BOUND + 1.5              # how long a damage run watches before it gives up
+PROXY_PORT = 3128
+INTERVAL = 0.1                 # each user: one request every 100 ms
+STREAK = 4                     # good answers in a row that end a user's damage
+HEALTH_INTERVAL, HEALTH_TIMEOUT, HEALTH_FALL = 0.1, 0.2, 2   # the operator's check of web2
+PROCEDURES = ("keep-record", "remove-record")
+
+# (host, how it finds the server, group shown in the tables)
+USERS = (("pc1", "direct", "PCs"), ("pc2", "direct", "PCs"),
+         ("pc3", "browser", "PC + browser cache"),
+         ("phone1", "proxy", "phones"), ("phone2", "proxy", "phones"),
+         ("phone3", "proxy", "phones"))
+GROUPS = ("PCs", "PC + browser cache", "phones")
+
+
+# -- the submission -------------------------------------------------------------------
+
+@dataclass
+class Submission:
+    ttl: int
+    records: list             # addresses, in the order written
+    procedure: str
+
+
+def load_submission(path):
+    """Read and validate ``dns.yaml``; a ConfigError names the field to fix."""
+    import yaml
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError("dns.yaml is not valid YAML: %s" % str(exc).replace("\n", " "))
+    if not isinstance(data, dict):
+        raise ConfigError("dns.yaml must be a mapping with ttl, records and when_a_server_dies")
+    unknown = sorted(set(data) - {"ttl", "records", "when_a_server_dies"})
+    if unknown:
+        raise ConfigError("dns.yaml: unknown field %s (the fields are ttl, records, "
+                          "when_a_server_dies)" % ", ".join(unknown))
+    ttl = data.get("ttl")
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 86400:
+        raise ConfigError("dns.yaml: ttl must be a whole number of seconds from 1 to 86400, "
+                          "not %r" % (ttl,))
+    records = data.get("records")
+    if not isinstance(records, list) or not records:
+        raise ConfigError("dns.yaml: records must be a list of the web servers' addresses")
+    web = {ap.web(n): "web%d" % n for n in range(1, len(SERVERS) + 1)}
+    addresses = []
+    for record in records:
+        try:
+            address = str(ipaddress.IPv4Address(str(record)))
+        except ValueError:
+            raise ConfigError("dns.yaml: records: %r is not an IPv4 address" % (record,)) from None
+        if address not in web:
+            raise ConfigError("dns.yaml: records: %s is not a web server; the web servers are %s"
+                              % (address, ", ".join("%s %s" % (n, a) for a, n in web.items())))
+        if address in addresses:
+            raise ConfigError("dns.yaml: records: %s (%s) is listed twice" % (address, web[address]))
+        addresses.append(address)
+    procedure = data.get("when_a_server_dies")
+    if procedure not in PROCEDURES:
+        raise ConfigError("dns.yaml: when_a_server_dies must be one of %s, not %r"
+                          % (", ".join(PROCEDURES), procedure))
+    return Submission(ttl=ttl, records=addresses, procedure=procedure)
+
+
+# -- processes inside hosts -----------------------------------------------------------
+
+class Agent:
+    """``agents.py`` running inside a host, recorded in the run registry."""
+
+    def __init__(self, host, args, out):
+        self.host = host
+        self.out = out
+        if out.exists():
+            out.unlink()
+        self._err = open(out.with_suffix(".err"), "ab")
+        self.proc = host.popen([sys.executable, str(AGENTS)] + args + ["--out", str(out)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=self._err)
+        host.run.record_process(self.proc.pid, "lab03 agent in " + host.name)
+
+    def lines(self):
+        try:
+            text = self.out.read_text()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in text.splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                pass            # the line being written right now
+        return found
+
+    def check_alive(self):
+        if self.proc.poll() is not None and self.proc.returncode != 0:
+            raise ConfigError("lab03 agent in %s failed: %s" % (
+                self.host.name, self.out.with_suffix(".err").read_text(errors="replace")[-400:]))
+
+    def terminate(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.host.run.forget_process(self.proc.pid)
+        self._err.close()
+        return self.lines()
+
+
+def dig(host, server, name=NAME):
+    """``(addresses, ttl)`` as ``server`` answers ``host`` right now (in its order)."""
+    out = host.cmd("dig +noall +answer +tries=1 +time=1 @%s %s A" % (server, name))
+    addresses, ttl = [], None
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[3] == "A":
+            addresses.append(fields[4])
+            ttl = int(fields[1])
+    return addresses, ttl
+
+
+# -- the lab's network ----------------------------------------------------------------
+
+class DnsLab:
+    def __init__(self, net, records):
+        self.net = net
+        self.records = list(records)          # the submission's addresses
+        self.names = {ap.web(n): "web%d" % n for n in range(1, len(SERVERS) + 1)}
+        self.dns1 = ap.dns(1)
+        self.gateway = ap.router(ap.CLIENTS)  # the gateway's carrier-side address
+        self.proxy = None
+        self.proxy_log = None
+        self.users = []
+        self.runs = 0
+
+    # -- DNS ---------------------------------------------------------------------------
+    @property
+    def named(self):
+        return self.net["dns1"].daemons["named"]
+
+    def name_of(self, address):
+        return self.names.get(address, address)
+
+    def set_zone(self, ttl, addresses):
+        """Rewrite dns1's zone and reload it (SIGHUP); wait until it answers with it."""
+        named = self.named
+        named.ttl = ttl
+        named.records = [("www", a) for a in addresses]
+        named.reload()
+
+        def served():
+            got, got_ttl = dig(self.net["pc1"], self.dns1)
+            return sorted(got) == sorted(addresses) and got_ttl in (ttl, None) and \
+                (got_ttl is not None or not addresses), (got, got_ttl)
+        wait_until(served, 10, "dns1 to answer with TTL %d and %s" % (ttl, addresses))
+
+    def flush_gateway(self):
+        """Start the carrier gateway afresh: its BIND and its proxy with empty caches."""
+        named = self.net["carriergw"].daemons["named"]
+        named.stop()
+        named.start()
+        self.start_proxy()
+
+    def start_proxy(self):
+        if self.proxy:
+            self.proxy.stop()
+        self.runs += 1
+        host = self.net["carriergw"]
+        self.proxy_log = host.run.file("carriergw", "proxy-lookups-%d.jsonl" % self.runs)
+        self.proxy = Agent(host, ["proxy", "--listen", "%s:%d" % (self.gateway, PROXY_PORT),
+                                  "--resolver", self.gateway], self.proxy_log)
+        wait_until(lambda: (self._listening(), self.proxy.check_alive()), 10,
+                   "the carrier gateway's proxy to listen on port %d" % PROXY_PORT)
+
+    def _listening(self):
+        out = self.net["carriergw"].cmd("ss -H -ltn 'sport = :%d'" % PROXY_PORT)
+        return bool(out.strip())
+
+    def lookups(self):
+        return self.proxy.lines() if self.proxy else []
+
+    def steer_gateway_to(self, address, attempts=3):
+        """The worst case, on purpose: the gateway caches an answer that starts with ``address``.
+
+        dns1 rotates by one per answer (cyclic), so when its last answer had ``address``
+        second, its next answer -- the gateway's, asked through the proxy -- starts with it.
+        """
+        for _ in range(attempts):
+            self.flush_gateway()
+            for _ in range(len(self.records) + 1):
+                order, _ttl = dig(self.net["pc1"], self.dns1)
+                if len(order) > 1 and order[1] == address:
+                    break
+            self.net["phone1"].cmd("curl -s -m 2 -o /dev/null -x http://%s:%d http://%s/"
+                                   % (self.gateway, PROXY_PORT, NAME))
+            lookups = self.lookups()
+            if lookups and lookups[0]["addresses"][0] == address:
+                return lookups[0]
+        return self.lookups()[0] if self.lookups() else None
+
+    # -- users -------------------------------------------------------------------------
+    def start_users(self, label):
+        self.users = []
+        for host, mode, group in USERS:
+            node = self.net[host]
+            args = ["user", "--mode", mode, "--interval", str(INTERVAL), "--max-seconds", "60"]
+            if mode == "proxy":
+                args += ["--proxy", "%s:%d" % (self.gateway, PROXY_PORT), "--timeout", "1.0"]
+            else:
+                args += ["--resolver", self.dns1, "--timeout", "0.3"]
+            agent = Agent(node, args, node.run.file(host, "%s.jsonl" % label))
+            agent.group = group
+            self.users.append(agent)
+        wait_until(self._all_users_answered, 10, "every user to have sent a request")
+        return time.time()
+
+    def _all_users_answered(self):
+        for agent in self.users:
+            agent.check_alive()
+        waiting = [a.host.name for a in self.users if not a.lines()]
+        return not waiting, "no request yet from %s" % ", ".join(waiting)
+
+    def wait_window(self, start, seconds):
+        """Let the users run for ``seconds`` after ``start`` (a measurement window)."""
+        def done():
+            for agent in self.users:
+                agent.check_alive()
+            ends = [a.lines()[-1]["t"] for a in self.users if a.lines()]
+            return min(ends) >= start + seconds, "last requests at %s" % ends
+        wait_until(done, seconds + 10, "%.1f s of traffic from every user" % seconds)
+
+    def stop_users(self):
+        for agent in self.users:
+            agent.terminate()         # all at once: each may have a request in flight
+        samples = []
+        for agent in self.users:
+            for s in agent.stop():
+                s["host"], s["group"] = agent.host.name, agent.group
+                samples.append(s)
+        self.users = []
+        return samples
+
+    def stop(self):
+        for agent in self.users:
+            agent.terminate()
+        for agent in self.users:
+            agent.stop()
+        self.users = []
+        if self.proxy:
+            self.proxy.stop()
+            self.proxy = None
+
+    # -- the operator --------------------------------------------------------------------
+    def health_check_until_dead(self, address, deadline):
+        """The operator's HTTP check of ``address`` from dns1 until it fails HEALTH_FALL times."""
+        fails = [0]
+
+        def dead():
+            code = self.net["dns1"].cmd("curl -s -o /dev/null -m %s -w '%%{http_code}' http://%s/"
+                                        % (HEALTH_TIMEOUT, address)).strip()
+            fails[0] = fails[0] + 1 if code != "200" else 0
+            return fails[0] >= HEALTH_FALL, "HTTP %s, %d failure(s) in a row" % (code, fails[0])
+        wait_until(dead, max(0.5, deadline - time.time()), "the health check to see %s down"
+                   % self.name_of(address), interval=HEALTH_INTERVAL)
+        return time.time()
+
+    def remove_record(self, address, ttl):
+        self.set_zone(ttl, [a for a in self.records if a != address])
+        return time.time()
+
+
+# -- measurements ---------------------------------------------------------------------
+
+def share_table(samples):
+    """{group: {server or "error": count}} from user samples."""
+    table = {g: {} for g in GROUPS}
+    for s in samples:
+        key = s["server"] if s["ok"] else "error"
+        row = table[s["group"]]
+        row[key] = row.get(key, 0) + 1
+    return table
+
+
+def format_table(table, title):
+    cols = list(SERVERS) + ["error"]
+    lines = [title, "  %-20s %s   requests" % ("", " ".join("%6s" % c for c in cols))]
+    for group, row in table.items():
+        total = sum(row.values())
+        if not total:
+            continue
+        lines.append("  %-20s %s   %4d" % (group, " ".join(
+            "%5.0f%%" % (100.0 * row.get(c, 0) / total) for c in cols), total))
+    return "\n".join(lines)
+
+
+def max_share(row):
+    total = sum(v for k, v in row.items() if k != "error")
+    return max((v for k, v in row.items() if k != "error"), default=0) / total if total else 0.0
+
+
+def error_share(samples, group=None):
+    chosen = [s for s in samples if group is None or s["group"] == group]
+    return sum(not s["ok"] for s in chosen) / len(chosen) if chosen else 0.0
+
+
+def damage(samples, fault_at):
+    """Per group: seconds from the fault to the last request that failed (0: none failed)."""
+    window = {}
+    for group in GROUPS:
+        failures = [s["t"] for s in samples if s["group"] == group and not s["ok"]
+                    and s["t"] >= fault_at]
+        window[group] = round(max(failures) - fault_at, 2) if failures else 0.0
+    return window
+
+
+# -- the walk-through -----------------------------------------------------------------
+
+def rotation(lab, ctx):
+    ctx.say("\n== 1. Rotation: dns1 answers www.lab.example with every A record, in turn ==")
+    answers = [dig(lab.net["pc1"], lab.dns1)[0] for _ in range(6)]
+    for n, order in enumerate(answers, 1):
+        ctx.say("  query %d: %s" % (n, "  ".join("%s (%s)" % (a, lab.name_of(a)) for a in order)))
+    rotates = all(b == a[1:] + a[:1] for a, b in zip(answers, answers[1:]))
+    firsts = [lab.name_of(a[0]) for a in answers if a]
+    ctx.say("  first answer: %s -> %s" % (" ".join(firsts), "rotates by one every query"
+                                           if rotates else "does NOT rotate"))
+    ctx.say("  one address per server: %d servers need %d addresses (each a global address "
+            "in real life)" % (len(answers[0]), len(set(answers[0]))))
+    return dict(answers=answers, first=firsts, rotates=rotates,
+                addresses=len(set(answers[0])))
+
+
+def spread(lab, ctx, ttl, then_crash=False):
+    """Users for WINDOW seconds with TTL ``ttl``: who served whom."""
+    lab.set_zone(ttl, lab.records)
+    lab.flush_gateway()
+    start = lab.start_users("spread-ttl%d" % ttl)
+    lab.wait_window(start, WINDOW)
+    result = {}
+    if then_crash:
+        result["dead"] = server_dies(lab, ctx, ttl)
+    samples = [s for s in lab.stop_users() if start <= s["t"] < start + WINDOW]
+    table = share_table(samples)
+    # the proxy started empty: every lookup until the window's end served the window
+    lookups = [x for x in lab.lookups() if x["t"] < start + WINDOW]
+    ctx.say(format_table(table, "\n  TTL %d s, %.0f s of traffic:" % (ttl, WINDOW)))
+    ctx.say("  the carrier gateway resolved the name %d time(s): first address %s"
+            % (len(lookups), ", ".join(lab.name_of(x["addresses"][0]) for x in lookups) or "-"))
+    result.update(ttl=ttl, table=table, gateway_lookups=len(lookups),
+                  max_share={g: round(max_share(table[g]), 2) for g in GROUPS})
+    return result
+
+
+def server_dies(lab, ctx, ttl):
+    """web2 crashes under the running users; DNS is left as it is for DEAD_WINDOW seconds."""
+    dead_ip = ap.web(int(DEAD[-1]))
+    fault = host_crash(lab.net, DEAD)
+    try:
+        lab.wait_window(fault.at, DEAD_WINDOW)
+        samples = [dict(s, host=a.host.name, group=a.group) for a in lab.users
+                   for s in a.lines() if fault.at <= s["t"] < fault.at + DEAD_WINDOW]
+    finally:
+        fault.undo()
+    direct = [s for s in samples if s["group"] == "PCs"]
+    handed = [s for s in direct if s.get("address") == dead_ip]
+    result = dict(handed_out=round(len(handed) / len(direct), 2) if direct else 0.0,
+                  error_share={g: round(error_share(samples, g), 2) for g in GROUPS},
+                  requests={g: sum(s["group"] == g for s in samples) for g in GROUPS},
+                  seconds=DEAD_WINDOW)
+    ctx.say("\n== 3. web2 crashes; nobody touches DNS (%.1f s, TTL %d s) ==" % (DEAD_WINDOW, ttl))
+    ctx.say("  dns1 still put web2 first in %.0f%% of the PCs' answers: DNS does not know "
+            "web2 is dead" % (100 * result["handed_out"]))
+    for g in GROUPS:
+        ctx.say("  %-20s %3.0f%% of %d requests failed" % (g, 100 * result["error_share"][g],
+                                                          result["requests"][g]))
+    ctx.say("  (the PCs pick a server per request: about one in three fails. Behind a cache it "
+            "is all or nothing while one answer lasts: everybody fails if it starts with web2)")
+    return result
+
+
+def damage_run(lab, ctx, ttl, procedure, label, restore=True):
+    """web2 dies right after the carrier gateway cached an answer that starts with it.
+
+    The operator's health check notices; with ``remove-record`` the record goes.  Watch
+    until every user has had STREAK good answers and dns1 no longer hands web2 out, or
+    CAP seconds.
+    """
+    dead_ip = ap.web(int(DEAD[-1]))
+    lab.set_zone(ttl, lab.records)
+    pinned = lab.steer_gateway_to(dead_ip)
+    start = lab.start_users("damage-%s" % label)
+    fault = host_crash(lab.net, DEAD)
+    deadline = fault.at + CAP
+    result = dict(ttl=ttl, procedure=procedure, cap=CAP,
+                  gateway_cached=[lab.name_of(a) for a in pinned["addresses"]] if pinned else [],
+                  detected_after=None, removed_after=None, closed=False)
+    try:
+        try:
+            detected = lab.health_check_until_dead(dead_ip, deadline)
+            result["detected_after"] = round(detected - fault.at, 2)
+            if procedure == "remove-record" and dead_ip in lab.records:
+                removed = lab.remove_record(dead_ip, ttl)
+                result["removed_after"] = round(removed - fault.at, 2)
+        except WaitTimeout:
+            pass
+        still_listed = [False]
+
+        def over():
+            for agent in lab.users:
+                agent.check_alive()
+            still_listed[0] = dead_ip in dig(lab.net["pc1"], lab.dns1)[0]
+            streaks = {}
+            for agent in lab.users:
+                streak = 0
+                for s in agent.lines():
+                    streak = streak + 1 if s["ok"] else 0
+                streaks[agent.host.name] = streak
+            return (not still_listed[0] and min(streaks.values()) >= STREAK,
+                    "dns1 lists web2: %s, good answers in a row: %s" % (still_listed[0], streaks))
+        try:
+            wait_until(over, max(0.5, deadline - time.time()), "the damage to end",
+                       interval=0.1)
+            result["closed"] = True
+        except WaitTimeout:
+            pass
+        watched = time.time()
+        result["watched"] = round(watched - fault.at, 2)
+        result["still_listed"] = still_listed[0]
+        samples = [s for s in lab.stop_users() if start <= s["t"] < watched]
+    finally:
+        if restore:
+            fault.undo()
+            lab.set_zone(ttl, lab.records)
+    after = [s for s in samples if s["t"] >= fault.at]
+    result["window"] = damage(samples, fault.at)
+    result["damage"] = max(result["window"].values())
+    result["errors"] = {g: round(error_share(after, g), 2) for g in GROUPS}
+    result["lookups"] = len([x for x in lab.lookups() if x["t"] >= start])
+    say_damage(ctx, result)
+    return result
+
+
+def say_damage(ctx, r):
+    def secs(v):
+        return "%.1f s" % v if v is not None else "never"
+    ctx.say("  TTL %d s, %s: the carrier gateway had just cached %s" % (
+        r["ttl"], r["procedure"], " ".join(r["gateway_cached"]) or "(nothing)"))
+    ctx.say("  web2 crashed at 0.0 s; health check saw it down at %s; record removed at %s"
+            % (secs(r["detected_after"]), secs(r["removed_after"])))
+    for g in GROUPS:
+        ctx.say("  %-20s last error at %5.1f s   (%3.0f%% of requests failed after the crash)"
+                % (g, r["window"][g], 100 * r["errors"][g]))
+    if r["closed"]:
+        ctx.say("  damage window: %.1f s (the last user error after the crash)" % r["damage"])
+    else:
+        ctx.say("  damage window: still open when the lab stopped watching at %.1f s%s"
+                % (r["watched"], " -- dns1 still hands out web2" if r["still_listed"] else ""))
+
+
+def walkthrough(ctx):
+    from topologies.dns_rr import DNSRoundRobinTopo
+    sub = load_submission(ctx.file("dns.yaml"))
+    ctx.say("Your dns.yaml: ttl %d s, records %s, when a server dies: %s" % (
+        sub.ttl, ", ".join(sub.records), sub.procedure))
+    ctx.say("The service's promise (scaled, 1 s here = 1 min): after a server dies, users see "
+            "errors for at most %.0f s." % BOUND)
+    topo = DNSRoundRobinTopo(ttl=SHORT_TTL, records=[("www", a) for a in sub.records])
+    measured = dict(ttl=sub.ttl, procedure=sub.procedure, records=sub.records, bound=BOUND)
+    with Network(topo, name="lab03-dns-rr", run_folder=ctx.folder("dns-rr")) as net:
+        lab = DnsLab(net, sub.records)
+        evidence = net.run.path / "measured.json"
+        try:
+            lab.start_proxy()
+            measured["rotation"] = rotation(lab, ctx)
+            ctx.pause(net, "try: pc1 dig @%s www.lab.example +short   (several times)" % lab.dns1)
+
+            ctx.say("\n== 2. Spread: 2 PCs ask dns1 every time, pc3 keeps its answer for the TTL "
+                    "(browser cache), 3 phones go through the carrier gateway ==")
+            short = spread(lab, ctx, SHORT_TTL)
+            long = spread(lab, ctx, LONG_TTL, then_crash=True)
+            order = [dig(net["phone1"], lab.gateway)[0] for _ in range(3)]
+            ctx.say("  (the gateway's own BIND rotates its cached answer too: %s -- it is the proxy, "
+                    "resolving once per TTL, that sends every phone to one server)"
+                    % " / ".join(lab.name_of(o[0]) for o in order if o))
+            measured["spread"] = dict(short=short, long=long)
+            measured["dead_server"] = long.pop("dead")
+
+            ctx.say("\n== 4a. web2 crashes; the operator removes its record; long TTL (%d s) =="
+                    % LONG_TTL)
+            measured["long_ttl"] = damage_run(lab, ctx, LONG_TTL, "remove-record", "long")
+            ctx.say("\n== 4b. The same with your dns.yaml ==")
+            yours = damage_run(lab, ctx, sub.ttl, sub.procedure, "yours", restore=False)
+            measured["yours"] = yours
+            measured["worst_case"] = None if yours["removed_after"] is None else \
+                round(yours["removed_after"] + sub.ttl, 2)
+            ctx.pause(net, "web2 is down%s; try: phone1 curl -s -x http://%s:%d "
+                      "http://www.lab.example/ ; pc1 dig @%s www.lab.example +short" % (
+                          " and its record removed" if sub.procedure == "remove-record" else "",
+                          lab.gateway, PROXY_PORT, lab.dns1))
+        finally:
+            lab.stop()
+    evidence.write_text(json.dumps(measured, indent=1, default=str))
+    say_summary(ctx, measured)
+    ctx.say("  (all of it, with every request, in %s)" % evidence.parent)
+    return measured
+
+
+def say_summary(ctx, m):
+    ctx.say("\n== What you measured ==")
+    ctx.say("  rotation: %s" % " ".join(m["rotation"]["first"]))
+    for key in ("short", "long"):
+        s = m["spread"][key]
+        ctx.say("  TTL %d s: busiest server got %.0f%% (PCs) / %.0f%% (browser) / %.0f%% (phones); "
+                "gateway resolved %d time(s) in %.0f s" % (
+                    s["ttl"], 100 * s["max_share"]["PCs"], 100 * s["max_share"]["PC + browser cache"],
+                    100 * s["max_share"]["phones"], s["gateway_lookups"], WINDOW))
+    d = m["dead_server"]
+    ctx.say("  web2 dead, DNS unchanged: dns1 handed web2 out first in %.0f%%; PCs' requests "
+            "failed %.0f%%" % (100 * d["handed_out"], 100 * d["error_share"]["PCs"]))
+    for key, label in (("long_ttl", "long TTL"), ("yours", "your dns.yaml")):
+        r = m[key]
+        ctx.say("  %-14s TTL %3d s, %-13s damage window %s" % (
+            label, r["ttl"], r["procedure"],
+            "%.1f s" % r["damage"] if r["closed"] else "> %.1f s (still open)" % r["watched"]))
+
+
+# -- checks ---------------------------------------------------------------------------
+
+def _submission(ctx):
+    return load_submission(ctx.file("dns.yaml"))
+
+
+def check_dns_yaml_is_valid(ctx, measured):
+    name = "dns.yaml is valid"
+    try:
+        sub = _submission(ctx)
+    except ConfigError as exc:
+        return failed(name, str(exc))
+    return passed(name, "ttl %d s, %d record(s), when a server dies: %s"
+                  % (sub.ttl, len(sub.records), sub.procedure))
+check_dns_yaml_is_valid.static = True
+
+
+def check_every_server_gets_users(ctx, measured):
+    name = "every server gets users"
+    row = measured["spread"]["short"]["table"]["PCs"]
+    total = sum(row.values())
+    missing = [s for s in SERVERS if row.get(s, 0) < 0.2 * total]
+    if missing:
+        return failed(name, "of %d requests from the PCs, %s got %s: give every web server an A "
+                      "record in dns.yaml (records)" % (
+                          total, ", ".join(missing),
+                          ", ".join(str(row.get(s, 0)) for s in missing)), table=row)
+    return passed(name, "the PCs' %d requests went %s" % (
+        total, ", ".join("%s %d" % (s, row.get(s, 0)) for s in SERVERS)), table=row)
+
+
+def check_dead_server_leaves_dns(ctx, measured):
+    name = "dead server leaves DNS"
+    r = measured["yours"]
+    if r["removed_after"] is None:
+        return failed(name, "dns1 still handed out web2 %.1f s after it died: DNS round robin has "
+                      "no health check and keeps sending users to a dead server; make the "
+                      "operator remove its record (when_a_server_dies: remove-record)"
+                      % r["watched"], watched=r["watched"])
+    return passed(name, "web2's record was removed %.1f s after web2 died (health check saw it "
+                  "down at %.1f s)" % (r["removed_after"], r["detected_after"]),
+                  removed_after=r["removed_after"])
+
+
+def check_damage_window_within_the_bound(ctx, measured):
+    name = "damage window within the bound"
+    r = measured["yours"]
+    worst = max(r["window"], key=r["window"].get)
+    if not r["closed"]:
+        return failed(name, "users still got errors when the lab stopped watching, %.1f s after "
+                      "web2 died (bound %.0f s; the last: %s at %.1f s); %s" % (
+                          r["watched"], BOUND, worst, r["window"][worst],
+                          "web2's record was never removed" if r["removed_after"] is None else
+                          "its record was removed at %.1f s, but caches keep the old answer for "
+                          "its TTL (ttl: %d s)" % (r["removed_after"], r["ttl"])),
+                      window=r["window"])
+    if r["damage"] > BOUND:
+        return failed(name, "users got errors for %.1f s after web2 died (bound %.0f s; last: %s); "
+                      "the caches kept the answer with web2 for its TTL (ttl: %d s): lower the "
+                      "TTL" % (r["damage"], BOUND, worst, r["ttl"]), window=r["window"])
+    return passed(name, "the last error came %.1f s after web2 died (bound %.0f s; %s)"
+                  % (r["damage"], BOUND, ", ".join("%s %.1f s" % kv for kv in r["window"].items())),
+                  window=r["window"])
+
+
+def check_worst_case_within_the_bound(ctx, measured):
+    name = "worst case within the bound"
+    r = measured["yours"]
+    if r["removed_after"] is None:
+        return failed(name, "without removing web2's record the damage never ends: the worst case "
+                      "is unbounded")
+    worst = r["removed_after"] + r["ttl"]
+    if worst > BOUND:
+        return failed(name, "removal took %.1f s and a cache that took the answer just before it "
+                      "keeps web2 for ttl %d s more: worst case %.1f s > bound %.0f s; choose "
+                      "ttl <= %d" % (r["removed_after"], r["ttl"], worst, BOUND,
+                                    max(0, int(BOUND - r["removed_after"]))), worst=worst)
+    return passed(name, "removal %.1f s + ttl %d s = %.1f s <= bound %.0f s"
+                  % (r["removed_after"], r["ttl"], worst, BOUND), worst=worst)
+
+
+CHECKS = [check_dns_yaml_is_valid, check_every_server_gets_users, check_dead_server_leaves_dns,
+          check_damage_window_within_the_bound, check_worst_case_within_the_bound]

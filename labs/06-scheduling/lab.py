@@ -1,0 +1,673 @@
+"""Lab 06 -- scheduling algorithms (スケジューリングアルゴリズム).
+
+One load-balanced service (VIP in front of web1..web3 with weights 3, 2, 1, the os-ken
+load balancer of ``controllers/lb.py``) and one client.  The walk-through
+
+1. runs the same load -- 18 connections, ``HHS`` six times: H is held open (it stays in
+   ActiveConn), S is a short request (after its FINs it stays in InActConn until its
+   flows expire) -- under each of the ten schedulers, switched live with
+   ``set_scheduler`` (``ipvsadm -E -s``), and shows the spread per server as a table and
+   as an SVG bar chart written into the run folder;
+2. shows why sh keeps one client on one server (the source hash), with more client
+   addresses on client1 to show different sources landing on different servers;
+3. puts the service into each state of ``states.yaml`` (weights, ActiveConn, InActConn
+   made with real connections) and records the next picks of the real controller,
+   which the checks compare with the student's ``predictions.yaml``.
+"""
+
+import collections
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from controllers.schedulers import (ALGORITHMS, RealServer, dh_hashkey, make_scheduler,
+                                    sh_hashkey)
+from redlab import addressing as ap
+from redlab.errors import RedlabError
+from redlab.labs import failed, passed
+from redlab.lb import web_service
+from redlab.scenarios.lb import LoadBalancedService
+from redlab.wait import wait_until
+
+TITLE = "Scheduling algorithms: one load, ten IPVS schedulers, predict the next pick"
+TOPOLOGY = "topologies/service_lan.py"
+
+HERE = Path(__file__).resolve().parent
+AGENT = HERE / "client_agent.py"
+STATES_FILE = HERE / "states.yaml"
+PREDICTIONS = "predictions.yaml"
+
+SERVERS = ("web1", "web2", "web3")
+WEIGHTS = (3, 2, 1)                 # "capacity" of web1, web2, web3
+LOAD = "HHS" * 6                    # H: held open, S: short request
+CLOSING_TIMEOUT = 1                 # s: a closed connection leaves InActConn this long after
+                                    # its last segment (IPVS: TIME_WAIT, 2 min by default)
+HALF_OPEN_PORTS = (61000, 61999)    # client source ports whose SYN-ACK the servers drop
+EPHEMERAL_PORTS = "32768 60999"     # client1's own ports, kept out of that range
+READS_INACTIVE = ("lc", "wlc", "lblc", "lblcr")   # schedulers whose choice reads InActConn
+SH_CLIENTS = 3                      # client addresses of the sh demonstration
+
+# where the course notes and the kernel part ways (controllers/schedulers.py docstrings)
+HINTS = {
+    "rr": "rr walks the list in order from the server after the last one picked; "
+          "weights only matter as 0 = skip",
+    "wrr": "kernel wrr interleaves by passes of a falling current weight (3,2,1 gives "
+           "web1 web1 web2 web1 web2 web3)",
+    "lc": "lc takes the least ActiveConn*256 + InActConn; weights do not scale it",
+    "wlc": "wlc has no +1 (that is sed): the kernel takes the least "
+           "(ActiveConn*256 + InActConn) / weight, and the first server of equals wins",
+    "sed": "sed takes the least (ActiveConn + 1) / weight: InActConn is ignored, the weight "
+           "counts, and the first server of equals wins",
+    "nq": "nq takes the first server with 0 ActiveConn in list order, otherwise the sed "
+          "choice",
+    "lblc": "lblc keeps its cached server until that server has ActiveConn > weight AND "
+            "some server has ActiveConn*2 < its weight; only then it moves, to the wlc choice",
+    "lblcr": "lblcr keeps a set of servers: it serves the set's least loaded member (wlc "
+             "rule); when that member is overloaded (the lblc rule) it adds the wlc choice "
+             "over all servers to the set and uses it",
+}
+
+
+# -- the lab's data -----------------------------------------------------------------------
+
+def load_states():
+    """The states of the prediction task, in file order."""
+    return yaml.safe_load(STATES_FILE.read_text())
+
+
+def describe(state):
+    s = state["servers"]
+    return "%s, weights %s, ActiveConn %s, InActConn %s" % (
+        state["lb_algo"], "/".join(str(s[n]["weight"]) for n in SERVERS),
+        "/".join(str(s[n]["active"]) for n in SERVERS),
+        "/".join(str(s[n]["inactive"]) for n in SERVERS))
+
+
+def read_predictions(submission):
+    """(predictions or None, problems): each state -> list of server names."""
+    path = Path(submission) / PREDICTIONS
+    if not path.exists():
+        return None, ["there is no %s in %s; copy the lab's submission/%s and fill it in"
+                      % (PREDICTIONS, submission, PREDICTIONS)]
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        return None, ["%s is not valid YAML%s: %s" % (
+            PREDICTIONS, " (line %d)" % (mark.line + 1) if mark else "",
+            getattr(exc, "problem", exc))]
+    if not isinstance(data, dict):
+        return None, ["%s must map each state (wlc, sed, lblc, lblcr) to a list of "
+                      "server names" % PREDICTIONS]
+    problems, predictions = [], {}
+    for name, state in load_states().items():
+        picks = data.get(name)
+        if picks is None:
+            problems.append("state %s is missing" % name)
+            continue
+        if not isinstance(picks, list) or not all(isinstance(p, str) for p in picks):
+            problems.append("state %s must be a list of server names like [web1, web2], "
+                            "got %r" % (name, picks))
+            continue
+        unknown = sorted(set(picks) - set(SERVERS))
+        if unknown:
+            problems.append("state %s names %s; the servers are %s"
+                            % (name, ", ".join(unknown), ", ".join(SERVERS)))
+        if len(picks) != state["picks"]:
+            problems.append("state %s needs %d picks, you gave %d"
+                            % (name, state["picks"], len(picks)))
+        predictions[name] = picks
+    extra = sorted(set(data) - set(load_states()))
+    if extra:
+        problems.append("unknown state(s) %s; the states are %s"
+                        % (", ".join(map(str, extra)), ", ".join(load_states())))
+    return predictions, problems
+
+
+# -- the kernel's rules on paper (controllers/schedulers.py) --------------------------------
+
+def kernel_picks(algo, servers, pattern, client_ip, dest_ip):
+    """What the pure schedulers pick for ``pattern`` (H: +1 active, S: +1 inactive),
+    assuming no closed connection expires meanwhile."""
+    real = [RealServer(name=name, ip=ap.web(n), port=80, weight=w, active_conns=a,
+                       inactive_conns=i) for n, (name, w, a, i) in enumerate(servers, 1)]
+    scheduler = make_scheduler(algo)
+    picks = []
+    for step, letter in enumerate(pattern):
+        dest = scheduler.pick(real, client_ip=client_ip, dest_ip=dest_ip, client_port=0,
+                              now=float(step))
+        picks.append(dest.name if dest else None)
+        if dest is not None:
+            if letter == "H":
+                dest.active_conns += 1
+            else:
+                dest.inactive_conns += 1
+    return picks
+
+
+# -- the client inside client1 -----------------------------------------------------------
+
+class ClientAgent:
+    """``client_agent.py`` running in a host, driven one line at a time."""
+
+    def __init__(self, host, vip, port):
+        self.host = host
+        self.proc = host.popen([sys.executable, str(AGENT), vip, str(port)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+        host.run.record_process(self.proc.pid, "lab 06 client agent in " + host.name)
+        self._buffer = b""
+
+    def ask(self, line, timeout=30):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                raise RedlabError("the client agent in %s did not answer %r (%s)" % (
+                    self.host.name, line, "exited" if self.proc.poll() is not None
+                    else "no answer in %ds" % timeout))
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    continue
+                self._buffer += chunk
+        reply, _, self._buffer = self._buffer.partition(b"\n")
+        reply = reply.decode().strip()
+        if not reply.startswith("ok"):
+            raise RedlabError("client1 could not do %r: %s" % (line, reply))
+        return reply[2:].split()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.host.run.forget_process(self.proc.pid)
+
+
+# -- the bench: service + client + helpers --------------------------------------------------
+
+class Bench:
+    def __init__(self, lab):
+        self.lab = lab
+        self.vip = lab.service.vip
+        self.client_ip = lab.client.IP()
+        self.half_open_port = HALF_OPEN_PORTS[0]
+        lab.client.cmd("sysctl -qw net.ipv4.ip_local_port_range='%s'" % EPHEMERAL_PORTS)
+        for name in SERVERS:
+            host = lab[name]
+            # the SYN-ACKs to the client ports of half-open connections go nowhere: the
+            # load balancer sees a SYN but no SYN-ACK, so it counts them in InActConn
+            host.cmd("ip rule add pref 100 ipproto tcp dport %d-%d blackhole" % HALF_OPEN_PORTS)
+            if "dport %d-%d blackhole" % HALF_OPEN_PORTS not in host.cmd("ip rule show"):
+                raise RedlabError("cannot add the policy-routing rule that keeps connections "
+                                  "half-open in %s (iproute2 >= 4.17 needed): %s"
+                                  % (name, host.cmd("ip rule show").strip()))
+        self.agent = ClientAgent(lab.client, self.vip, lab.service.port)
+
+    def stop(self):
+        self.agent.stop()
+
+    def counts(self):
+        return self.lab.counts()
+
+    def control(self, message):
+        reply = self.lab.control(message)
+        if not reply.get("ok"):
+            raise RedlabError("the load balancer refused %s: %s" % (message, reply.get("error")))
+        return reply
+
+    def set_scheduler(self, algo):
+        self.control({"cmd": "set_scheduler", "lb_algo": algo})
+
+    def set_weights(self, weights):
+        for name in SERVERS:
+            self.control({"cmd": "set_weight", "server": name, "weight": weights[name]})
+
+    def drain(self, inactive_too=True):
+        """Wait until no connection is ESTABLISHED any more and, with ``inactive_too``,
+        until the closed ones have left the table too (their flows expire)."""
+        if inactive_too:
+            wait_until(lambda: (all(c == (0, 0) for c in self.counts().values()),
+                                self.counts()), 5 + 3 * CLOSING_TIMEOUT,
+                       "every connection to leave the table")
+        else:
+            wait_until(lambda: (all(c[0] == 0 for c in self.counts().values()),
+                                self.counts()), 5, "ActiveConn to drop to 0")
+
+    def scheduled(self, since, n):
+        return wait_until(lambda: (len(self.lab.scheduled(since)) >= n,
+                                   self.lab.scheduled(since)),
+                          5, "the controller to log %d scheduling decisions" % n)[:n]
+
+    # one scheduler, the lab's load ---------------------------------------------------
+    def run_load(self, algo, pattern):
+        # every run starts with no established connection; the closed connections of the
+        # previous run are waited for only where the scheduler reads InActConn (the others
+        # never look at it: the "= schedulers.py" column, computed from an empty table,
+        # shows that it made no difference)
+        self.drain(inactive_too=algo in READS_INACTIVE)
+        self.set_scheduler(algo)
+        since = time.time()
+        started = time.monotonic()
+        replies = self.agent.ask("load " + pattern)
+        seconds = time.monotonic() - started
+        served = [r.split(":", 1)[1] for r in replies]
+        order = self.scheduled(since, len(pattern))
+        if served != order:
+            raise RedlabError("%s: the controller scheduled %s but the answers came from %s"
+                              % (algo, " ".join(order), " ".join(served)))
+        total = collections.Counter(order)
+        held = collections.Counter(s for s, letter in zip(order, pattern) if letter == "H")
+        # the load balancer's ActiveConn is the held connections (once the last short
+        # request's FIN has reached it)
+        wait_until(lambda: ({n: c[0] for n, c in self.counts().items()}
+                            == {n: held[n] for n in SERVERS}, self.counts()), 5,
+                   "%s: ActiveConn to equal the held connections %s" % (algo, dict(held)))
+        self.agent.ask("close")
+        return dict(order=order, seconds=round(seconds, 2),
+                    total={n: total[n] for n in SERVERS}, held={n: held[n] for n in SERVERS})
+
+    # sh with more than one client address ------------------------------------------
+    def sh_sources(self, count):
+        """Client addresses whose source hashes reach different servers (computed with
+        the kernel's hash), added to client1; returns {address: expected server}."""
+        scheduler = make_scheduler("sh")
+        servers = [RealServer(name=n, ip=ap.web(i), port=80, weight=w)
+                   for i, (n, w) in enumerate(zip(SERVERS, WEIGHTS), 1)]
+        chosen, servers_seen = {}, set()
+        for n in range(2, 40):
+            ip = ap.client(n, ap.SERVICE)
+            server = scheduler.pick(servers, client_ip=ip, dest_ip=self.vip).name
+            if server not in servers_seen:
+                chosen[ip] = server
+                servers_seen.add(server)
+            if len(chosen) == count:
+                break
+        intf = self.lab.client.defaultIntf().name
+        for ip in chosen:
+            self.lab.client.cmd("ip addr add %s dev %s" % (ap.cidr(ip), intf))
+        return chosen
+
+    def run_sh_sources(self, sources, per_source=2):
+        self.drain(inactive_too=False)          # sh does not read the counters
+        self.set_scheduler("sh")
+        got = {}
+        for ip in sources:
+            since = time.time()
+            served = self.agent.ask("load %s %s" % ("S" * per_source, ip))
+            got[ip] = [r.split(":", 1)[1] for r in served]
+            order = self.scheduled(since, per_source)
+            if order != got[ip]:
+                raise RedlabError("sh from %s: scheduled %s, served by %s" % (ip, order, got[ip]))
+        return got
+
+    # a given state, then the next picks -------------------------------------------
+    def make_state(self, state):
+        """Weights, ActiveConn and InActConn exactly as ``state``, with real connections."""
+        self.drain()
+        self.set_scheduler("wlc")
+        for name in SERVERS:
+            want = state["servers"][name]
+            if not (want["active"] or want["inactive"]):
+                continue
+            # only `name` may take new connections while its counts are built
+            self.set_weights({n: 1 if n == name else 0 for n in SERVERS})
+            if want["active"]:
+                self.agent.ask("hold %d" % want["active"])
+            if want["inactive"]:
+                if self.half_open_port + want["inactive"] > HALF_OPEN_PORTS[1]:
+                    raise RedlabError("no half-open client ports left")
+                self.agent.ask("halfopen %d %d" % (self.half_open_port, want["inactive"]))
+                self.half_open_port += want["inactive"]
+            wait_until(lambda: (self.counts()[name] == (want["active"], want["inactive"]),
+                                self.counts()), 5, "%s to have ActiveConn %d, InActConn %d"
+                       % (name, want["active"], want["inactive"]))
+        self.set_weights({n: state["servers"][n]["weight"] for n in SERVERS})
+        self.set_scheduler(state["lb_algo"])
+        self.check_state(state)
+
+    def check_state(self, state):
+        want = {n: (state["servers"][n]["active"], state["servers"][n]["inactive"])
+                for n in SERVERS}
+        wait_until(lambda: (self.counts() == want, self.counts()), 5 + 3 * CLOSING_TIMEOUT,
+                   "the state %s (connections made at the CLI must close first)" % want)
+        weights = {s["name"]: s["weight"] for s in self.lab.status()["servers"]}
+        if weights != {n: state["servers"][n]["weight"] for n in SERVERS}:
+            raise RedlabError("the weights are %s, not the state's" % weights)
+
+    def next_picks(self, n):
+        since = time.time()
+        served = self.agent.ask("hold %d" % n)
+        order = self.scheduled(since, n)
+        if served != order:
+            raise RedlabError("the controller scheduled %s but the answers came from %s"
+                              % (" ".join(order), " ".join(served)))
+        return order
+
+    def end_state(self, state):
+        self.agent.ask("close")
+        for name in SERVERS:
+            if state["servers"][name]["inactive"]:
+                # what the controller does when a server fails its check: its half-open
+                # connections are cleared (no health checker runs in this lab)
+                for health in ("down", "up"):
+                    self.control({"cmd": "health", "server": name, "state": health,
+                                  "reason": "lab 06: clear the half-open connections"})
+
+
+# -- the picture ----------------------------------------------------------------------------
+
+COLORS = {"web1": "#1f77b4", "web2": "#ff7f0e", "web3": "#2ca02c"}
+
+
+def svg_chart(spread, weights, title):
+    """A grouped bar chart as SVG text: per scheduler one bar per server, the held part
+    solid, the short requests light."""
+    algos = list(spread)
+    top = max(max(r["total"].values()) for r in spread.values()) or 1
+    step = 3 if top <= 24 else 6
+    ymax = -(-top // step) * step
+    left, right, upper, lower, plot_h = 50, 20, 70, 50, 240
+    bar, gap, group_gap = 16, 2, 22
+    group_w = len(SERVERS) * (bar + gap) - gap
+    width = left + right + len(algos) * (group_w + group_gap)
+    height = upper + plot_h + lower
+
+    def y(value):
+        return upper + plot_h - plot_h * value / ymax
+
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+           'font-family="sans-serif" font-size="12">' % (width, height),
+           '<rect width="100%" height="100%" fill="white"/>',
+           '<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>' % (left, title)]
+    for tick in range(0, ymax + 1, step):
+        out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>'
+                   % (left, y(tick), width - right, y(tick)))
+        out.append('<text x="%d" y="%.1f" text-anchor="end">%d</text>' % (left - 6, y(tick) + 4,
+                                                                         tick))
+    out.append('<text x="14" y="%d" transform="rotate(-90 14 %d)" text-anchor="middle">'
+               'connections</text>' % (upper + plot_h // 2, upper + plot_h // 2))
+    for g, algo in enumerate(algos):
+        x0 = left + group_gap // 2 + g * (group_w + group_gap)
+        for i, name in enumerate(SERVERS):
+            x = x0 + i * (bar + gap)
+            total, held = spread[algo]["total"][name], spread[algo]["held"][name]
+            out.append('<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s" opacity="0.4">'
+                       '<title>%s %s: %d short</title></rect>'
+                       % (x, y(total), bar, y(held) - y(total), COLORS[name], algo, name,
+                          total - held))
+            out.append('<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s">'
+                       '<title>%s %s: %d held open</title></rect>'
+                       % (x, y(held), bar, y(0) - y(held), COLORS[name], algo, name, held))
+            out.append('<text x="%d" y="%.1f" text-anchor="middle" font-size="10">%d</text>'
+                       % (x + bar // 2, y(total) - 3, total))
+        out.append('<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>'
+                   % (x0 + group_w // 2, upper + plot_h + 18, algo))
+    out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="black"/>'
+               % (left, y(0), width - right, y(0)))
+    lx = left
+    for name in SERVERS:
+        out.append('<rect x="%d" y="34" width="12" height="12" fill="%s"/>' % (lx, COLORS[name]))
+        out.append('<text x="%d" y="45">%s (weight %d)</text>' % (lx + 16, name, weights[name]))
+        lx += 120
+    out.append('<text x="%d" y="45">solid: held open (ActiveConn at the end); light: short '
+               'requests</text>' % lx)
+    out.append('<text x="%d" y="%d" fill="#555">bars: connections the controller sent to each '
+               'server, read from its scheduling log</text>' % (left, height - 12))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# -- the walk-through -----------------------------------------------------------------------
+
+def pause(ctx, network, message):
+    """``ctx.pause`` with the Mininet CLI's command output shown (the network runs Mininet
+    at log level "warning", which also hides what `client1 curl ...` prints at the CLI)."""
+    if not ctx.cli:
+        return
+    from mininet.log import lg, setLogLevel
+    level, propagate = lg.level, lg.propagate
+    setLogLevel("output")
+    lg.propagate = False            # printed once, by Mininet's own handler
+    try:
+        ctx.pause(network, message)
+    finally:
+        lg.propagate = propagate
+        lg.setLevel(level)
+        for handler in lg.handlers:
+            handler.setLevel(level)
+
+
+def _digits(order):
+    return "".join(name[-1] for name in order)
+
+
+def walkthrough(ctx):
+    started = time.monotonic()
+    states = load_states()
+    predictions, problems = read_predictions(ctx.submission)
+    weights = dict(zip(SERVERS, WEIGHTS))
+    ctx.say("Lab 06: scheduling algorithms.  Three web servers of different capacity "
+            "(weights web1=3, web2=2, web3=1) behind the VIP; the os-ken load balancer picks "
+            "a server for each new connection with the kernel's rules for the scheduler "
+            "in use.")
+    service = web_service(ALGORITHMS[0], weights=WEIGHTS, check="tcp")
+    measured = dict(weights=weights, load=LOAD, closing_timeout=CLOSING_TIMEOUT)
+    with LoadBalancedService(service, name="lab06", run_folder=ctx.folder("scheduling"),
+                             checker=False, closing_timeout=CLOSING_TIMEOUT) as lab:
+        bench = Bench(lab)
+        try:
+            ctx.say("service up: VIP %s:%d, run folder %s"
+                    % (service.vip, service.port, lab.network.run.path))
+            pause(ctx, lab.network, "the service runs rr now; try `client1 curl -s -D- "
+                  "http://%s/` a few times, and `sudo redlab lb status` in a second shell"
+                  % service.vip)
+
+            # 1. the same load under the ten schedulers ---------------------------------
+            ctx.say("\n1. The same load under each scheduler: %d new connections from client1, "
+                    "%s (H is held open: ESTABLISHED, it counts in ActiveConn; S is a short "
+                    "request: after its FINs it counts in InActConn for %d s).  The scheduler "
+                    "is switched live with set_scheduler (ipvsadm -E -s) on the same network."
+                    % (len(LOAD), LOAD, CLOSING_TIMEOUT))
+            spread = {}
+            for algo in ALGORITHMS:
+                result = bench.run_load(algo, LOAD)
+                paper = kernel_picks(algo, [(n, weights[n], 0, 0) for n in SERVERS], LOAD,
+                                     bench.client_ip, service.vip)
+                result["kernel_rules"] = result["order"] == paper
+                result["order"] = _digits(result["order"])     # 1 = web1, 2 = web2, ...
+                spread[algo] = result
+            measured["spread"] = spread
+            ctx.say(spread_table(spread, weights))
+            svg = lab.network.run.path / "spread.svg"
+            svg.write_text(svg_chart(spread, weights, "The same %d connections (%s) under the "
+                                     "ten IPVS schedulers" % (len(LOAD), LOAD)))
+            measured["svg"] = str(svg)
+            ctx.say("\nbar chart: %s" % svg)
+            for line in read_spread(spread, weights):
+                ctx.say("  " + line)
+
+            # 2. sh and dh: the address decides -------------------------------------------
+            sh_bucket = sh_hashkey(bench.client_ip)
+            dh_bucket = dh_hashkey(service.vip)
+            table = make_scheduler("sh")
+            servers = [RealServer(name=n, ip=ap.web(i), port=80, weight=weights[n])
+                       for i, n in enumerate(SERVERS, 1)]
+            table.pick(servers, client_ip=bench.client_ip)
+            ctx.say("\n2. sh and dh look at an address, not at the load.  sh: client1 %s hashes "
+                    "to bucket %d of 256; the buckets go to the servers in list order, each "
+                    "server `weight` buckets in a row (%s ...), so bucket %d is %s and every "
+                    "connection of client1 goes there.  dh: the destination %s (the VIP, the "
+                    "same for every connection) hashes to bucket %d = %s.  lblc and lblcr keep "
+                    "their server per destination too: with one VIP there is one entry."
+                    % (bench.client_ip, sh_bucket, " ".join(table.buckets[:6]), sh_bucket,
+                       table.buckets[sh_bucket], service.vip, dh_bucket,
+                       SERVERS[dh_bucket % len(SERVERS)]))
+            sources = bench.sh_sources(SH_CLIENTS)
+            got = bench.run_sh_sources(sources)
+            measured["sh_sources"] = {ip: " ".join(served) for ip, served in got.items()}
+            ctx.say("   sh with %d more addresses on client1 (2 short requests from each):"
+                    % len(sources))
+            for ip, served in got.items():
+                ctx.say("     from %-12s -> %s   (the hash says %s)"
+                        % (ip, " ".join(served), sources[ip]))
+            pause(ctx, lab.network, "the chart is %s; the service runs sh now and client1 "
+                  "also has the addresses %s: try `client1 curl -s --interface %s -D- "
+                  "http://%s/`" % (svg, ", ".join(sources), next(iter(sources)), service.vip))
+
+            # 3. the prediction task ----------------------------------------------------
+            ctx.say("\n3. Your predictions: each state of states.yaml is made with real "
+                    "connections, then client1 opens new connections one after another and "
+                    "keeps them open (each adds 1 ActiveConn to its server).")
+            if problems:
+                ctx.say("   (your %s: %s)" % (PREDICTIONS, "; ".join(problems)))
+            results = {}
+            for index, (name, state) in enumerate(states.items()):
+                bench.make_state(state)
+                ctx.say("\n   state %s: %s" % (name, describe(state)))
+                if index == 0 and ctx.cli:
+                    pause(ctx, lab.network, "the %s state is set up: `sudo redlab lb status` "
+                          "shows its ActiveConn/InActConn; `exit` opens the %d new "
+                          "connections" % (name, state["picks"]))
+                    bench.check_state(state)                # what you did at the CLI is gone
+                    bench.set_scheduler(state["lb_algo"])   # and the scheduler starts afresh
+                picked = bench.next_picks(state["picks"])
+                paper = kernel_picks(state["lb_algo"], [
+                    (n, state["servers"][n]["weight"], state["servers"][n]["active"],
+                     state["servers"][n]["inactive"]) for n in SERVERS],
+                    "H" * state["picks"], bench.client_ip, service.vip)
+                bench.end_state(state)
+                mine = (predictions or {}).get(name)
+                results[name] = dict(lb_algo=state["lb_algo"], picked=" ".join(picked),
+                                     kernel_rules=" ".join(p or "-" for p in paper),
+                                     predicted=" ".join(mine) if mine else None)
+                ctx.say("     the controller picked:  %s" % " ".join(picked))
+                ctx.say("     controllers/schedulers: %s" % results[name]["kernel_rules"])
+                ctx.say("     you predicted:          %s%s" % (
+                    " ".join(mine) if mine else "(nothing)",
+                    "   right" if mine == picked else ""))
+            measured["states"] = results
+            bench.drain()
+        finally:
+            bench.stop()
+    measured["seconds"] = round(time.monotonic() - started, 1)
+    ctx.say("\nwalk-through took %.1f s" % measured["seconds"])
+    return measured
+
+
+def spread_table(spread, weights):
+    head = "%-7s" % "" + "".join("%-14s" % ("%s (w%d)" % (n, weights[n])) for n in SERVERS)
+    lines = ["", head + "%-20s%s" % ("order (1=web1 ...)", "= schedulers.py")]
+    for algo, r in spread.items():
+        cells = "".join("%-14s" % ("%2d (%d held)" % (r["total"][n], r["held"][n]))
+                        for n in SERVERS)
+        lines.append("%-7s%s%-20s%s" % (algo, cells, r["order"],
+                                        "yes" if r["kernel_rules"] else "NO"))
+    return "\n".join(lines)
+
+
+def read_spread(spread, weights):
+    """One sentence per scheduler, with the numbers measured."""
+    def t(algo, what="total"):
+        return "/".join(str(spread[algo][what][n]) for n in SERVERS)
+    order = spread["lblc"]["order"]                      # digits: 1 = web1, ...
+    last, tail = SERVERS[int(order[-1]) - 1], 0
+    for digit in reversed(order):                        # lblc's last stretch on one server
+        if digit != order[-1]:
+            break
+        tail += 1
+    return [
+        "rr %s: the same number for every server whatever its weight; it does not see that "
+        "the held connections pile up (held %s)." % (t("rr"), t("rr", "held")),
+        "wrr %s: in proportion to the weights 3:2:1, still blind to the held connections "
+        "(held %s)." % (t("wrr"), t("wrr", "held")),
+        "lc held %s: the long connections are spread evenly -- lc ignores the weights, so "
+        "web3 (weight 1) carries as many as web1 (weight 3)." % t("lc", "held"),
+        "wlc held %s: the long connections follow the weights (ActiveConn*256+InActConn "
+        "divided by the weight)." % t("wlc", "held"),
+        "sed %s, nq %s: both count only ActiveConn, +1, divided by the weight; nq first "
+        "sends to a server with no active connection." % (t("sed"), t("nq")),
+        "sh %s, dh %s: one client, one VIP -- one bucket, one server." % (t("sh"), t("dh")),
+        "lblc %s (held %s): one cached server for the one VIP; it moves only when the "
+        "cached server has more active connections than its weight while some server is "
+        "below half of its weight -- the last %d connections all went to %s (weight %d), "
+        "because no server was below half of its weight any more." % (
+            t("lblc"), t("lblc", "held"), tail, last, weights[last]),
+        "lblcr %s (held %s): a set of servers for the VIP; it serves the set's least "
+        "loaded member and adds a server to the set when that one is overloaded."
+        % (t("lblcr"), t("lblcr", "held")),
+    ]
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+def check_predictions_file(ctx, measured):
+    name = "predictions file"
+    predictions, problems = read_predictions(ctx.submission)
+    if problems:
+        return failed(name, "%s: %s" % (PREDICTIONS, "; ".join(problems)))
+    return passed(name, "%s has %d picks for each of the states %s" % (
+        PREDICTIONS, next(iter(load_states().values()))["picks"], ", ".join(predictions)))
+
+
+check_predictions_file.static = True
+
+
+def _check_state(ctx, measured, state_name):
+    name = "%s state" % state_name
+    state = load_states()[state_name]
+    result = measured.get("states", {}).get(state_name)
+    if result is None:
+        return failed(name, "the walk-through did not reach the %s state" % state_name)
+    picked = result["picked"].split()
+    predictions, _ = read_predictions(ctx.submission)
+    mine = (predictions or {}).get(state_name) or []
+    setting = "state %s (%s)" % (state_name, describe(state))
+    if mine == picked:
+        return passed(name, "%s: you predicted the controller's picks %s"
+                      % (setting, " ".join(picked)), picked=picked)
+    if not mine:
+        return failed(name, "%s: %s has no prediction for it; write the %d next picks as a "
+                      "list, e.g. %s: [web1, web2, ...] (see the predictions file check)"
+                      % (setting, PREDICTIONS, state["picks"], state_name), picked=picked)
+    first = next((i for i, (a, b) in enumerate(zip(picked, mine)) if a != b), None)
+    if first is None:
+        where = "you gave %d picks, not %d" % (len(mine), len(picked))
+    else:
+        where = ("first difference at pick %d: the controller picked %s, you predicted %s"
+                 % (first + 1, picked[first], mine[first]))
+    return failed(name, "%s: the controller picked %s; you predicted %s -- %s.  Hint: %s"
+                  % (setting, " ".join(picked), " ".join(mine), where,
+                     HINTS[state["lb_algo"]]), picked=picked, predicted=mine)
+
+
+def check_wlc_state(ctx, measured):
+    return _check_state(ctx, measured, "wlc")
+
+
+def check_sed_state(ctx, measured):
+    return _check_state(ctx, measured, "sed")
+
+
+def check_lblc_state(ctx, measured):
+    return _check_state(ctx, measured, "lblc")
+
+
+def check_lblcr_state(ctx, measured):
+    return _check_state(ctx, measured, "lblcr")
+
+
+CHECKS = [check_predictions_file, check_wlc_state, check_sed_state, check_lblc_state,
+          check_lblcr_state]

@@ -1,0 +1,100 @@
+"""Lab 01, cold standby router: the reference passes, each broken case fails the right check.
+
+Four real networks (reference, drifted spare, no arp_notify, starter), 3-7 s each;
+the diff and the cold-spare check logic are also judged without a network.
+"""
+
+import re
+
+from redlab import addressing as ap
+from redlab import labs
+
+LAB = labs.find("01")
+GATEWAY = ap.router(ap.CLIENTS)
+
+
+def failing(results):
+    return "\n".join(r.line() for r in results.values() if not r.passed)
+
+
+def test_reference_passes_and_the_walkthrough_measures_the_rewire(grade, capsys):
+    results = grade(LAB, LAB.reference)
+    out = capsys.readouterr().out
+    assert all(r.passed for r in results.values()), failing(results) + "\n" + out[-3000:]
+    assert set(results) == {"configs identical", "service returns after rewire",
+                            "spare was unplugged before the failure"}
+    # the walk-through's narration, with its numbers
+    assert "(no difference: r2 will do exactly what r1 did)" in out
+    assert re.search(r"r2 on the shelf sent/received 0 packets; client1's ARP entry for %s "
+                     r"still holds \S+ \(r1, " % re.escape(GATEWAY), out), out
+    for switch, ip in (("s1", GATEWAY), ("s2", ap.router(ap.SERVICE))):
+        assert "%s saw r2's gratuitous ARP for %s" % (switch, ip) in out, out
+    assert re.search(r"client1's ARP entry for %s: \S+ \(r2, " % re.escape(GATEWAY), out), out
+    back = re.search(r"service back (\d+\.\d+) s after the cables moved", out)
+    assert back, out
+    time_to_recover = results["service returns after rewire"].measured["time_to_recover"]
+    assert abs(float(back.group(1)) - time_to_recover) < 0.01
+    # GARP, not ARP aging: back well within the bound, far below the 15 s an entry stays REACHABLE
+    assert 0 <= time_to_recover <= LAB.module.RECOVERY_BOUND
+    aging = re.search(r"i\.e\. (\d+)-(\d+) s after its last answer", out)
+    assert aging and int(aging.group(1)) >= 10 * time_to_recover, out
+    assert "r2 carried 0 packets until the rewire" in \
+        results["spare was unplugged before the failure"].reason
+    # what the design rests on: Linux announces on a port coming up, not on a cable
+    assert re.search(r"its arp_notify is 1\)\? client1 heard 0 gratuitous ARP\(s\) when r2's "
+                     r"cable was pulled and plugged in again, [1-9]\d* when r2's port", out), out
+
+
+def test_drifted_spare_does_not_come_back_and_the_diff_names_the_line(grade):
+    results = grade(LAB, LAB.folder / "broken" / "drifted-spare")
+    identical = results["configs identical"]
+    assert not identical.passed
+    assert "r1.conf line 14 `ip addr add 10.0.0.1/24 dev eth1`" in identical.reason
+    assert "r2.conf line 14 `ip addr add 10.0.0.254/24 dev eth1`" in identical.reason
+    service = results["service returns after rewire"]
+    assert not service.passed
+    assert "client1 now sends to r2" in service.reason          # the GARP did its part ...
+    assert "does not route like r1" in service.reason           # ... the drift broke it
+    assert "10.0.0.254/24" in service.reason
+    assert results["spare was unplugged before the failure"].passed
+
+
+def test_without_arp_notify_the_client_keeps_the_dead_routers_mac(grade):
+    results = grade(LAB, LAB.folder / "broken" / "no-arp-notify")
+    assert results["configs identical"].passed                  # identical, and still broken
+    service = results["service returns after rewire"]
+    assert not service.passed
+    assert "still holds r1's MAC" in service.reason
+    assert "sent no gratuitous ARP" in service.reason
+    assert "net.ipv4.conf.all.arp_notify=1" in service.reason
+    assert results["spare was unplugged before the failure"].passed
+
+
+def test_starter_fails_with_the_diff_as_the_reason(grade):
+    results = grade(LAB, LAB.submission)
+    identical = results["configs identical"]
+    assert not identical.passed
+    assert "r1.conf line 12 `ip route add default via 10.0.0.250`" in identical.reason
+    assert "r2.conf line 12 `ip route add default via 10.0.0.253`" in identical.reason
+    # the naive template: no GARP, so not back either (the other thing the student fixes)
+    assert "arp_notify=1" in results["service returns after rewire"].reason
+
+
+def test_diff_ignores_the_hostname_and_comments_only():
+    diff = LAB.module.diff
+    active = "# r1\nhostname r1\nsysctl -w net.ipv4.ip_forward=1\nip link set dev eth0 up\n"
+    assert diff(active, active.replace("r1", "r2")) == []
+    lines = [str(d) for d in diff(active, active.replace("r1", "r2").replace("=1", "=0"))]
+    assert lines == ["r1.conf line 3: sysctl -w net.ipv4.ip_forward=1",
+                     "r2.conf line 3: sysctl -w net.ipv4.ip_forward=0"]
+
+
+def test_a_spare_that_carried_traffic_fails_the_cold_check():
+    check = LAB.module.check_spare_was_unplugged_before_the_failure
+    measured = dict(spare_traffic_before_rewire={"r2-eth0": [4, 2], "r2-eth1": [0, 0]},
+                    spare_switch_ports_before_rewire={"s1-eth2": "UP", "s2-eth2": "DOWN"},
+                    spare_packets_after_rewire=40)
+    result = check(None, measured)
+    assert not result.passed
+    assert "r2-eth0 carried 4 packets in, 2 out" in result.reason
+    assert "switch ports s1-eth2 were up" in result.reason

@@ -1,0 +1,168 @@
+"""Lab 04, DNS round robin + VIP takeover: the reference passes, the broken cases fail GARP.
+
+Three real networks (reference about 14 s, broken/no-garp and broken/garp-wrong-source
+about 8 s each: part 2 runs only once part 1 passes); the parsers of what the observers
+print and the check logic are judged without a network.
+"""
+
+import json
+from pathlib import Path
+
+from redlab import addressing as ap
+from redlab import labs
+
+LAB = labs.find("04")
+M = LAB.module
+V1 = ap.vip(1)
+
+
+def failing(results):
+    return "\n".join(r.line() for r in results.values() if not r.passed)
+
+
+def measured_of(run_folder, submission):
+    return json.loads((run_folder / submission / "vip-takeover" / "measured.json").read_text())
+
+
+def test_reference_passes_and_three_servers_show_the_notes_problems(grade, run_folder, capsys):
+    results = grade(LAB, LAB.reference)
+    out = capsys.readouterr().out
+    assert all(r.passed for r in results.values()), failing(results) + "\n" + out[-4000:]
+    assert set(results) == {"script is valid bash", "takes over failed peer vip",
+                            "sends gratuitous arp", "releases own vip when service broken",
+                            "no duplicate vip with two servers",
+                            "gives vip back to recovered owner"}
+    m = measured_of(run_folder, "reference")
+    two, three = m["details"]["two"], m["details"]["three"]
+
+    # DNS round robin: every VIP, in turn
+    assert sorted(two["dns"][0]) == [ap.vip(n) for n in (1, 2, 3)]
+    assert two["dns"][0] != two["dns"][1]
+    assert V1 in two["dns_during"]                     # DNS does not know web1 is broken
+    assert two["ping_web1_ok"] and two["curl_web1"] == "000"    # L3 says up, L7 says down
+
+    # two servers: release first, then takeover, the client's entry follows the GARP
+    assert 0 <= two["own_released_after"] < two["peer_took_after"] < M.TAKEOVER_WAIT
+    assert two["arp_before"] == M.mac_of(1) and two["arp_after"] == M.mac_of(2)
+    assert 0 <= two["arp_moved_after_take"] < 0.5
+    assert two["garps_from_taker"] >= 1
+    t = two["takeover"]
+    assert t["recovered"] and t["served_before"] == "web1" and t["served_after"] == "web2"
+    assert two["peer_took_after"] <= t["time_to_recover"] < two["peer_took_after"] + 1.0
+    assert 0 < t["requests_lost"] < t["requests_sent"]
+    back = two["return"]
+    assert back["back"] and back["holders"] == ["web1"]
+    assert 0 <= back["peer_released_after"] < back["owner_took_after"]
+    assert back["arp_after"] == M.mac_of(1) and back["timeline"]["served_after"] == "web1"
+    assert two["duplicates"] == []
+
+    # three servers: both survivors take over, two MACs answer for one IP, the client flaps
+    assert set(three["takers"]) == {"web2", "web3"}, three
+    assert three["duplicate_holders"] == ["web2", "web3"]
+    assert three["dad_answers"] == ["web3" if three["dad_from"] == "web2" else "web2"]
+    assert three["arping_d_exit"] == 1 and three["arping_d_answers"] == ["web2", "web3"]
+    for name in ("web2", "web3"):
+        assert any("taking over %s" % V1 in line for line in three["logs"][name]), three["logs"]
+        assert three["garps"][name] >= 2
+    seq = three["client_arp_sequence"]
+    assert seq[0] == "web1" and {"web2", "web3"} <= set(seq) and three["client_arp_changes"] >= 2
+    # ... and bringing web1 back needed both to let go
+    ret = three["return"]
+    assert ret["back"] and ret["holders"] == ["web1"]
+    assert set(ret["released_after"]) == {"web2", "web3"}
+    assert max(ret["released_after"].values()) <= ret["owner_took_after"]
+    assert ret["arp_after"] == "web1"
+
+    # the narration says it with the same numbers
+    assert "TWO SERVERS HOLD %s: web2 and web3" % V1 in out
+    assert "web2 took %s over: %.2f s after the fault" % (V1, two["peer_took_after"]) in out
+
+
+def test_no_garp_fails_only_the_garp_check_with_the_reason(grade, run_folder):
+    results = grade(LAB, LAB.folder / "broken" / "no-garp")
+    garp = results["sends gratuitous arp"]
+    assert not garp.passed
+    assert "after web2 took VIP %s, client1 still had web1's MAC %s" % (V1, M.mac_of(1)) \
+        in garp.reason
+    assert "the takeover sent no gratuitous ARP" in garp.reason
+    assert "received 0 from web2" in garp.reason
+    others = {name: r for name, r in results.items() if name != "sends gratuitous arp"}
+    assert all(r.passed for r in others.values()), failing(others)
+    # the client kept sending to web1 for the whole bounded watch: no recovery before the return
+    m = measured_of(run_folder, "no-garp")
+    two = m["details"]["two"]
+    assert two["arp_after"] == M.mac_of(1) and not two["takeover"]["recovered"]
+    assert "three" not in m["details"]                  # part 2 waits until part 1 passes
+
+
+def test_the_notes_arping_command_with_debians_arping_announces_the_wrong_address(grade):
+    """`arping -U -c 2 -I intf VIP` is iputils syntax; Habets' arping sends "tell <own IP>"."""
+    results = grade(LAB, LAB.folder / "broken" / "garp-wrong-source")
+    garp = results["sends gratuitous arp"]
+    assert not garp.passed
+    assert "client1 still had web1's MAC %s" % M.mac_of(1) in garp.reason
+    assert "but with sender address %s" % ap.web(2) in garp.reason
+    assert "Thomas Habets" in garp.reason and "arping -U -S %s" % V1 in garp.reason
+    others = {name: r for name, r in results.items() if name != "sends gratuitous arp"}
+    assert all(r.passed for r in others.values()), failing(others)
+
+
+# -- without a network ---------------------------------------------------------------------
+
+def test_observer_parsers_read_what_the_tools_print():
+    addr = ("[2026-11-28T08:36:17.689825] 3: web2-eth0    inet 10.0.0.100/24 scope global "
+            "secondary web2-eth0")
+    m = M.ADDR_LINE.match(addr)
+    assert m and m.group("ip") == V1 and not m.group("deleted")
+    assert M.ADDR_LINE.match("[2026-11-28T08:36:17.695460] Deleted " + addr.split("] ", 1)[1]) \
+        .group("deleted")
+    neigh = M.NEIGH_LINE.match("[2026-11-28T08:36:17.693345] 10.0.0.100 lladdr "
+                               "02:00:0a:00:00:0c STALE ")
+    assert neigh.group("ip") == V1 and "02:00:0a:00:00:0c" in neigh.group("rest")
+    garp = M.ARP_LINE.match(
+        "1795854984.813914 02:00:0a:00:00:0c > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), "
+        "length 58: Request who-has 10.0.0.100 (ff:ff:ff:ff:ff:ff) tell 10.0.0.100, length 44")
+    assert garp.group("tip") == garp.group("sip") == V1
+    reply = M.ARP_LINE.match(
+        "1795854986.885898 02:00:0a:00:00:0c > 02:00:0a:00:00:c9, ethertype ARP (0x0806), "
+        "length 42: Reply 10.0.0.100 is-at 02:00:0a:00:00:0c, length 28")
+    assert reply.group("rip") == V1 and reply.group("rmac") == "02:00:0a:00:00:0c"
+
+
+def _two(**over):
+    two = dict(vips_up=True, peer_took_after=1.8, own_released_after=0.1,
+               arp_moved_after_take=0.01, garps_from_taker=2, wrong_sender=[],
+               takeover=dict(recovered=True, served_after="web2", time_to_recover=1.85,
+                             requests_lost=30), duplicates=[],
+               **{"return": dict(back=True, holders=["web1"], peer_released_after=0.3,
+                                 owner_took_after=0.9, arp_ok=True,
+                                 timeline=dict(requests_lost=12))})
+    two.update(over)
+    return {"details": {"two": two}}
+
+
+def test_check_reasons_point_at_the_fix():
+    ctx = labs.Context(LAB, LAB.submission)
+    assert all(check(ctx, _two()).passed for check in M.CHECKS)
+    r = M.check_sends_gratuitous_arp(ctx, _two(arp_moved_after_take=None,
+                                               wrong_sender=[ap.web(2)], garps_from_taker=0))
+    assert not r.passed and "Thomas Habets" in r.reason and "-S %s" % V1 in r.reason
+    r = M.check_releases_own_vip_when_service_broken(ctx, _two(own_released_after=None))
+    assert not r.passed and "ip addr del" in r.reason
+    r = M.check_no_duplicate_vip_with_two_servers(ctx, _two(duplicates=[dict(
+        vip=V1, hosts=["web1", "web2"], after=0.4, seconds=None)]))
+    assert not r.passed and "%s was on web1 and web2 at the same time for the rest of the run" \
+        % V1 in r.reason
+    r = M.check_gives_vip_back_to_recovered_owner(ctx, _two(**{"return": dict(
+        back=False, holders=["web1", "web2"])}))
+    assert not r.passed and "on web1 + web2 instead of web1 alone" in r.reason
+    r = M.check_takes_over_failed_peer_vip(ctx, {"details": {"two": dict(
+        vips_up=False, holders_at_start="VIP1 on nobody")}})
+    assert not r.passed and "add its own VIP" in r.reason
+
+
+def test_starter_is_valid_bash_but_unfinished():
+    ctx = labs.Context(LAB, LAB.submission)
+    assert M.check_script_is_valid_bash(ctx, {}).passed
+    text = Path(LAB.submission / M.SCRIPT).read_text()
+    assert "ip addr del" not in text and "arping" not in text      # the student's work

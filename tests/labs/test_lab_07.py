@@ -1,0 +1,86 @@
+"""Lab 07 (IP takeover and ARP): graded on the reference and on a move without GARP.
+
+Two walk-throughs (about 20 s each): the reference passes every check, and its output
+shows the client's ARP entry going REACHABLE -> STALE -> DELAY -> PROBE while the VIP
+sits on web2 unannounced; broken/no-garp (``ip addr add`` only) takes the VIP but fails
+"sends gratuitous ARP" with the time the client kept the old MAC.
+"""
+
+import re
+
+from redlab import addressing as ap
+from redlab import labs
+
+LAB = labs.find("07")
+CHECKS = {"script reads its arguments", "takes the VIP", "sends gratuitous ARP",
+          "time without GARP is longer"}
+
+
+def failing(results):
+    return "\n".join(r.line() for r in results.values() if not r.passed)
+
+
+def minimum_stale(timers):
+    """The shortest a client can keep the old MAC: half the reachable time, DELAY, PROBE."""
+    return (0.5 * timers["base_reachable_time_ms"] / 1000.0 + timers["delay_first_probe_time"]
+            + timers["ucast_solicit"] * timers["retrans_time_ms"] / 1000.0)
+
+
+def test_reference_passes_and_the_walkthrough_shows_the_stale_arp_cache(grade, capsys):
+    results = grade(LAB, LAB.reference)
+    out = capsys.readouterr().out
+    assert set(results) == CHECKS, failing(results)
+    assert all(r.passed for r in results.values()), failing(results)
+
+    m = results["time without GARP is longer"].measured
+    by_hand = m["by_hand_without_garp"]          # what the client went through
+    bound = m["stale_bound_with_probe"]
+    low = minimum_stale(LAB.module.NEIGH_TIMERS)
+    # without GARP: the whole neighbour state machine, then a broadcast finds web2
+    assert low <= m["time_without_garp"] <= bound, m
+    assert by_hand["states"][:1] == ["REACHABLE"] and by_hand["states"][-1] == "REACHABLE"
+    # (STALE lasts until the client's next packet: the 20 ms poll may miss it)
+    assert re.search(r"REACHABLE (STALE )?DELAY PROBE", " ".join(by_hand["states"])), by_hand
+    assert by_hand["unicast_probes_to_old_mac"] == LAB.module.NEIGH_TIMERS["ucast_solicit"]
+    assert by_hand["broadcast_requests"] >= 1 and by_hand["garps_seen"] == 0
+    assert by_hand["packets_to_old_mac"] > 0      # the switch delivers by MAC, to web1
+    assert [e["gratuitous"] for e in by_hand["controller"]] == [False]
+    assert by_hand["controller"][0]["new_mac"] == ap.mac_for(ap.web(2))
+    # with move_vip.sh: the gratuitous ARP moves the entry at once
+    moved = results["sends gratuitous ARP"].measured["move_vip_sh"]
+    assert moved["garps_seen"] >= 1 and moved["arp_updated_after_script"] <= 1.0, moved
+    assert moved["time_without_service"] < 1.0 < m["time_without_garp"]
+    assert [e["gratuitous"] for e in moved["controller"]] == [True]
+    # keepalived: its own GARP is as fast; with its GARPs dropped it is as slow as by hand
+    kept, dropped = m["keepalived_with_garp"], m["keepalived_without_garp"]
+    assert kept["garps_seen"] >= 1 and kept["time_without_service"] < 2.0, kept
+    assert [e["gratuitous"] for e in kept["controller"]] == [True]
+    assert dropped["garps_seen"] == 0 and low <= dropped["time_without_service"] <= bound + 1
+    if not m["keepalived_garp_false"]["dry_run_ok"]:
+        assert "garp_master_repeat" in m["keepalived_garp_false"]["message"]
+        assert dropped["garps_dropped"] >= 1, dropped
+    else:                                   # garp=False fixed in the harness: nothing to drop
+        assert dropped["garps_dropped"] == 0, dropped
+
+    # what the student reads
+    assert re.search(r"REACHABLE web1 -> (\+[\d.]+ STALE web1 -> )?\+[\d.]+ DELAY web1 -> "
+                     r"\+[\d.]+ PROBE web1 ->", out), out
+    assert "GARP: %s is at web1" % ap.vip(1) in out
+    assert "dump-flows s1" in out and "keepalived -t" in out
+    row = re.search(r"by hand, no GARP\s+([\d.]+) s \((\d+) lost\)", out)
+    assert row and abs(float(row.group(1)) - m["time_without_garp"]) < 0.006, out[-2000:]
+
+
+def test_move_without_arping_fails_sends_gratuitous_arp_with_the_stale_time(grade):
+    results = grade(LAB, LAB.folder / "broken" / "no-garp")
+    assert set(results) == CHECKS, failing(results)
+    assert results["script reads its arguments"].passed
+    assert results["takes the VIP"].passed, results["takes the VIP"].reason
+    garp = results["sends gratuitous ARP"]
+    assert not garp.passed
+    stale = re.search(r"client1 kept web2's MAC for ([\d.]+) s after move_vip.sh", garp.reason)
+    assert stale, garp.reason
+    assert float(stale.group(1)) >= minimum_stale(LAB.module.NEIGH_TIMERS) - 0.5, garp.reason
+    assert "no gratuitous ARP" in garp.reason and "arping -U" in garp.reason
+    assert re.search(r"REACHABLE -> (STALE -> )?DELAY -> PROBE", garp.reason), garp.reason
+    assert not results["time without GARP is longer"].passed
