@@ -85,4 +85,7 @@ class ColdStandbyTopo(Topo):
         self.addLink(web, switches["s2"])
 
 
+# the spare is unplugged by design, so a `pingall` cannot reach it: build and stop only
+MN_CUSTOM_TEST = "none"
+
 topos = {"cold_standby": ColdStandbyTopo}
