@@ -518,9 +518,10 @@ class LoadBalancer(L2Switch):
             return {"ok": True}
         if cmd == "set_scheduler":          # ipvsadm -E -s ALGO
             algo = request.get("lb_algo")
+            options = (dict(fallback=self.service.sh_fallback, port=self.service.sh_port)
+                       if algo == "sh" else {})
             try:
-                scheduler = make_scheduler(algo, **(self.service.scheduler_options()
-                                                     if algo == "sh" else {}))
+                scheduler = make_scheduler(algo, **options)
             except ValueError as exc:
                 return {"ok": False, "error": str(exc)}
             self.service.lb_algo = algo

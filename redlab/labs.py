@@ -90,8 +90,14 @@ class Context:
         if not self.cli:
             return
         from mininet.cli import CLI
+        from mininet.log import lg, setLogLevel
         self.say("\n>>> %s\n>>> (Mininet CLI: type `exit` to continue the walk-through)" % message)
-        CLI(getattr(network, "net", network))
+        level = lg.getEffectiveLevel()
+        setLogLevel("output")         # the harness runs Mininet quietly; the CLI must print
+        try:
+            CLI(getattr(network, "net", network))
+        finally:
+            lg.setLevel(level)
 
 
 class Lab:

@@ -122,10 +122,10 @@ def read_predictions(submission):
             problems.append("state %s needs %d picks, you gave %d"
                             % (name, state["picks"], len(picks)))
         predictions[name] = picks
-    extra = sorted(set(data) - set(load_states()))
+    extra = sorted(str(key) for key in set(data) - set(load_states()))
     if extra:
         problems.append("unknown state(s) %s; the states are %s"
-                        % (", ".join(map(str, extra)), ", ".join(load_states())))
+                        % (", ".join(extra), ", ".join(load_states())))
     return predictions, problems
 
 
