@@ -92,12 +92,14 @@ class Context:
         from mininet.cli import CLI
         from mininet.log import lg, setLogLevel
         self.say("\n>>> %s\n>>> (Mininet CLI: type `exit` to continue the walk-through)" % message)
-        level = lg.getEffectiveLevel()
+        level, propagate = lg.getEffectiveLevel(), lg.propagate
         setLogLevel("output")         # the harness runs Mininet quietly; the CLI must print
+        lg.propagate = False          # (once: not again through the root logger)
         try:
             CLI(getattr(network, "net", network))
         finally:
             lg.setLevel(level)
+            lg.propagate = propagate
 
 
 class Lab:

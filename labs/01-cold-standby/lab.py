@@ -21,6 +21,7 @@ Ports are named as on the router's case, ``eth0`` and ``eth1``, the same on r1 a
 import difflib
 import re
 import shlex
+import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ NOTICE_FAILURES = 3        # failed requests in a row before the operator acts
 PROBE_INTERVAL, PROBE_TIMEOUT = 0.05, 0.25
 
 IP_OBJECTS = {"addr", "address", "link", "route", "neigh", "rule"}
+IP_OPTIONS = {"-4", "-6"}      # no -n/-netns/-batch: a configuration stays in its router
 
 
 # -- the configuration: one template, one values file per router -------------------------
@@ -148,9 +150,11 @@ def _command(node, number, line, ports):
             + "=" + s.split("=", 1)[1] for s in settings]
     elif words[0] == "ip":
         objects = [w for w in words[1:] if not w.startswith("-")]
-        if not objects or objects[0] not in IP_OBJECTS:
-            raise ConfigError("%s.conf line %d: a router configuration runs `ip %s ...` "
-                              "commands only (got `%s`)"
+        options = words[1:words.index(objects[0])] if objects else words[1:]
+        if (not objects or objects[0] not in IP_OBJECTS or set(options) - IP_OPTIONS
+                or "netns" in words):
+            raise ConfigError("%s.conf line %d: a router configuration runs `ip [-4|-6] %s ...` "
+                              "commands on the router itself only (got `%s`)"
                               % (node.name, number, "|".join(sorted(IP_OBJECTS)), line))
         words = [ports.get(w, w) for w in words]
     else:
@@ -302,7 +306,11 @@ def garps_heard(host, action, window=0.5, name="garp"):
             pass                          # none in the window: that is the measurement
     finally:
         proc.terminate()
-        proc.wait(5)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         host.run.forget_process(proc.pid)
     return [line for line in out.read_text().splitlines() if line.strip()]
 
@@ -336,6 +344,27 @@ def answered_again(samples, since):
     failures = [i for i, s in enumerate(after) if not s.ok]
     first = after[failures[-1] + 1] if failures else after[0]
     return max(0.0, first.end - since)
+
+
+def pause(ctx, net, message):
+    """``ctx.pause`` without every line of a node command printed twice.
+
+    At the prompt the Mininet CLI prints a command's output through Mininet's logger
+    (level ``output``, which ``ctx.pause`` enables); the ``redlab`` command's root log
+    handler would print it a second time ("Level 25 mininet: ..."), so Mininet's logger
+    stops propagating meanwhile.  (Belongs in ``Context.pause``.)
+    """
+    if not ctx.cli:
+        return
+    from mininet.log import lg, setLogLevel
+    propagate, level = lg.propagate, lg.getEffectiveLevel()
+    setLogLevel("output")
+    lg.propagate = False
+    try:
+        ctx.pause(net, message)
+    finally:
+        lg.propagate = propagate
+        lg.setLevel(level)
 
 
 def _streak_of_failures(probe, since, count):
@@ -391,8 +420,8 @@ def walkthrough(ctx):
                 "has not loaded r2.conf." % ", ".join(p.name for p in cables(net, SPARE).values()))
         ctx.say("MACs on the client LAN: r1-eth0 %s, r2-eth0 %s (two boxes, two MACs)."
                 % (macs[ACTIVE]["eth0"], macs[SPARE]["eth0"]))
-        ctx.pause(net, "r1 routes, r2 waits: try `r1 ip -br addr`, `r2 ip -br link`, "
-                       "`client1 curl -s http://%s/`, `client1 ip neigh`" % server)
+        pause(ctx, net, "r1 routes, r2 waits: try `r1 ip -br addr`, `r2 ip -br link`, "
+                        "`client1 curl -s http://%s/`, `client1 ip neigh`" % server)
 
         probe = Probe(client, "http://%s/" % server, name="probe", interval=PROBE_INTERVAL,
                       timeout=PROBE_TIMEOUT, max_seconds=600 if ctx.cli else 30)
@@ -421,9 +450,9 @@ def walkthrough(ctx):
             m["noticed_after"] = round(noticed - crash.at, 3)
             ctx.say("%d requests in a row failed (%.2f s after the crash): the operator goes to "
                     "the rack." % (NOTICE_FAILURES, m["noticed_after"]))
-            ctx.pause(net, "r1 is dead: `client1 ip neigh show %s` still says r1's MAC; "
-                           "`sh ovs-ofctl -O OpenFlow13 dump-ports-desc s1` shows the ports"
-                      % gateway)
+            pause(ctx, net, "r1 is dead: `client1 ip neigh show %s` still says r1's MAC; "
+                            "`sh ovs-ofctl -O OpenFlow13 dump-ports-desc s1` shows the ports"
+                  % gateway)
 
             # the moment before the cables move: was the spare cold, what does client1 hold?
             m["arp_at_rewire"] = gateway_entry(client, gateway, macs)
@@ -522,8 +551,8 @@ def walkthrough(ctx):
                 "gratuitous ARP(s) when r2's cable was pulled and plugged in again, %d when r2's "
                 "port was set down and up: arp_notify acts on a port coming up, not on a cable."
                 % (m["spare_arp_notify"], m["garp_on_replug"], m["garp_on_port_up"]))
-        ctx.pause(net, "r2 in service: `client1 ip neigh`, `web1 ip neigh`, `r2 ip route`, "
-                       "`r2 ip -s link`")
+        pause(ctx, net, "r2 in service: `client1 ip neigh`, `web1 ip neigh`, `r2 ip route`, "
+                        "`r2 ip -s link`")
     return m
 
 

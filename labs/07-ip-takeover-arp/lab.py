@@ -33,6 +33,7 @@ from redlab.errors import RedlabError, WaitTimeout
 from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
+from redlab.system import require_binary
 from redlab.wait import wait_until
 
 TITLE = "IP takeover and ARP: moving a VIP with and without gratuitous ARP"
@@ -84,6 +85,22 @@ def neigh(host, ip, intf):
     return line.split()[-1], mac.group(1) if mac else None
 
 
+def pause(ctx, net, message):
+    """``ctx.pause`` with Mininet's ``output`` level on: the network runs at ``warning``, which
+    hides what host commands typed at the ``mininet>`` prompt print."""
+    if not ctx.cli:
+        return
+    from mininet.log import LEVELS, lg
+    before = next((name for name, level in LEVELS.items() if level == lg.level), "warning")
+    propagate, lg.propagate = lg.propagate, False     # once, on Mininet's own handler
+    lg.setLogLevel("output")
+    try:
+        ctx.pause(net, message)
+    finally:
+        lg.setLogLevel(before)
+        lg.propagate = propagate
+
+
 def holds(host, intf, cidr):
     return (" inet %s " % cidr) in host.cmd("ip -4 -o addr show dev %s" % intf)
 
@@ -131,10 +148,11 @@ class Capture:
         self.proc = None
 
     def __enter__(self):
+        tcpdump = require_binary("tcpdump", "lab 07 (the ARP capture in %s)" % self.host.name)
         self._file = open(self.out, "w")
         err = self.out.with_suffix(".err")
         self._err = open(err, "w")
-        self.proc = self.host.popen(["tcpdump", "-i", self.intf, "-n", "-e", "-l", "-tt",
+        self.proc = self.host.popen([tcpdump, "-i", self.intf, "-n", "-e", "-l", "-tt",
                                      "-s", "128", "arp"], stdout=self._file, stderr=self._err,
                                     stdin=subprocess.DEVNULL)
         self.host.run.record_process(self.proc.pid, "tcpdump in " + self.host.name)
@@ -347,7 +365,7 @@ def measure(client, capture, probe, new_holder, vip, since, transitions, recover
         arp_updated_after=round(updated[0] - since, 3) if updated else None,
         states=[state for _t, state, _mac in transitions],
         unicast_probes_to_old_mac=sum(1 for p in packets if p["op"] == "request"
-                                      and p["dst"] == old_holder.MAC()),
+                                      and p["target"] == vip and p["dst"] == old_holder.MAC()),
         broadcast_requests=sum(1 for p in packets if p["op"] == "request"
                                and p["src"] == client.MAC() and p["dst"] == "ff:ff:ff:ff:ff:ff"),
         garps_seen=sum(1 for p in packets if p["gratuitous"] and p["src"] == new_mac),
@@ -397,6 +415,7 @@ def walkthrough(ctx):
     from topologies.vrrp_pair import VRRPPairTopo
 
     script = ctx.file(SCRIPT)
+    require_binary("arping", "lab 07 (move_vip.sh announces the VIP with it)")
     vip = ap.vip(1)
     vip_cidr = ap.cidr(vip)
     say = ctx.say
@@ -443,17 +462,18 @@ def walkthrough(ctx):
             t1 = time.time()
             show.run(web1, "ip addr add %s dev %s" % (vip_cidr, w1))
             show.run(web1, "ip -4 -br addr show dev %s" % w1)
-            probe = start_probe(client, vip, web1, "probe-1-by-hand", outage_bound + 15)
+            start_probe(client, vip, web1, "probe-0-web1", outage_bound).stop()
             say("  client1 requests http://%s/ every %d ms; to send the first one it asked for "
                 "the VIP's MAC (tcpdump):" % (vip, PROBE_INTERVAL * 1000))
             show.packets(capture.packets(t1), t1)
             show.neigh(client, "client1 learned web1's MAC for the VIP by ARP")
             show.flows("the switch learned every MAC; the VIP's packets go to web1's port")
-            ctx.pause(net, "web1 holds the VIP: try `client1 ip neigh`, `client1 curl -s %s`, "
-                      "`sh ovs-ofctl -O OpenFlow13 dump-flows s1`" % vip)
+            pause(ctx, net, "web1 holds the VIP: try `client1 ip neigh`, `client1 curl -s %s`, "
+                  "`sh ovs-ofctl -O OpenFlow13 dump-flows s1`" % vip)
 
             # -- 2. by hand, no GARP ---------------------------------------------------
             say("\n== 2. IP takeover by hand, web1 -> web2, without gratuitous ARP ==")
+            probe = start_probe(client, vip, web1, "probe-1-by-hand", outage_bound + 15)
             t0 = time.time()
             show.run(web1, "ip addr del %s dev %s" % (vip_cidr, w1))
             show.run(web2, "ip addr add %s dev %s" % (vip_cidr, w2))
@@ -473,7 +493,7 @@ def walkthrough(ctx):
             by_hand["controller"] = show.events(t0)
             measured["by_hand_without_garp"] = by_hand
             measured["time_without_garp"] = by_hand["time_without_service"]
-            ctx.pause(net, "web2 holds the VIP (moved without GARP)")
+            pause(ctx, net, "web2 holds the VIP (moved without GARP)")
 
             # -- 3. move_vip.sh, back to web1 --------------------------------------------
             say("\n== 3. back to web1 with your %s (run in web1, the new holder) ==" % SCRIPT)
@@ -516,11 +536,11 @@ def walkthrough(ctx):
                     "that part 4 can go on" % SCRIPT)
                 web1.cmd("ip addr add %s dev %s" % (vip_cidr, w1))
                 web1.cmd("arping -q -U -c 1 -i %s -S %s %s" % (w1, vip, vip))
-            ctx.pause(net, "web1 holds the VIP again (moved by %s)" % SCRIPT)
+            pause(ctx, net, "web1 holds the VIP again (moved by %s)" % SCRIPT)
 
             # -- 4. keepalived --------------------------------------------------------
             measured.update(keepalived(ctx, net, show, capture, vip, vip_cidr, outage_bound))
-            ctx.pause(net, "the end: web1 holds the VIP (keepalived MASTER, its GARPs dropped)")
+            pause(ctx, net, "the end: web1 holds the VIP (keepalived MASTER, its GARPs dropped)")
         measured["run_folder"] = str(net.run.path)
 
     say("\n== what client1 measured ==")
@@ -631,7 +651,6 @@ def _rendered(daemon):
 
 def dry_run(daemon):
     """``keepalived -t`` on the daemon's rendered config: None if valid, else its message."""
-    from redlab.system import require_binary
     daemon.binary_path = require_binary(daemon.binary, daemon.where)
     daemon.render()
     daemon.prepare()

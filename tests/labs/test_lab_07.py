@@ -21,8 +21,11 @@ def failing(results):
 
 
 def minimum_stale(timers):
-    """The shortest a client can keep the old MAC: half the reachable time, DELAY, PROBE."""
-    return (0.5 * timers["base_reachable_time_ms"] / 1000.0 + timers["delay_first_probe_time"]
+    """A floor for how long a client keeps the old MAC: DELAY, then every unicast PROBE.
+
+    (REACHABLE adds 1/2 to 3/2 of base_reachable_time, counted from the last confirmation,
+    which may come a little before the move.)"""
+    return (timers["delay_first_probe_time"]
             + timers["ucast_solicit"] * timers["retrans_time_ms"] / 1000.0)
 
 
@@ -34,7 +37,7 @@ def test_reference_passes_and_the_walkthrough_shows_the_stale_arp_cache(grade, c
 
     m = results["time without GARP is longer"].measured
     by_hand = m["by_hand_without_garp"]          # what the client went through
-    bound = m["stale_bound_with_probe"]
+    bound = m["stale_bound_with_probe"] + 0.25       # give or take the kernel's timer ticks
     low = minimum_stale(LAB.module.NEIGH_TIMERS)
     # without GARP: the whole neighbour state machine, then a broadcast finds web2
     assert low <= m["time_without_garp"] <= bound, m
@@ -55,7 +58,7 @@ def test_reference_passes_and_the_walkthrough_shows_the_stale_arp_cache(grade, c
     kept, dropped = m["keepalived_with_garp"], m["keepalived_without_garp"]
     assert kept["garps_seen"] >= 1 and kept["time_without_service"] < 2.0, kept
     assert [e["gratuitous"] for e in kept["controller"]] == [True]
-    assert dropped["garps_seen"] == 0 and low <= dropped["time_without_service"] <= bound + 1
+    assert dropped["garps_seen"] == 0 and low <= dropped["time_without_service"] <= bound
     if not m["keepalived_garp_false"]["dry_run_ok"]:
         assert "garp_master_repeat" in m["keepalived_garp_false"]["message"]
         assert dropped["garps_dropped"] >= 1, dropped
@@ -80,7 +83,7 @@ def test_move_without_arping_fails_sends_gratuitous_arp_with_the_stale_time(grad
     assert not garp.passed
     stale = re.search(r"client1 kept web2's MAC for ([\d.]+) s after move_vip.sh", garp.reason)
     assert stale, garp.reason
-    assert float(stale.group(1)) >= minimum_stale(LAB.module.NEIGH_TIMERS) - 0.5, garp.reason
+    assert float(stale.group(1)) >= minimum_stale(LAB.module.NEIGH_TIMERS), garp.reason
     assert "no gratuitous ARP" in garp.reason and "arping -U" in garp.reason
     assert re.search(r"REACHABLE -> (STALE -> )?DELAY -> PROBE", garp.reason), garp.reason
     assert not results["time without GARP is longer"].passed
