@@ -19,8 +19,9 @@ used, who answered (``X-Served-By``), or the error.  How it finds the address:
 The **proxy** is that carrier gateway: a forwarding HTTP proxy that resolves a name
 through its resolver (the gateway's caching BIND) only when its own cache has expired,
 keeps the answer for the TTL the resolver gave, and connects to the *first* address --
-what Squid does by default (``balance_on_multiple_ip off``).  A server it cannot reach
-becomes an error page (HTTP 502) for the user.  Every resolution is logged.
+what Squid 2.6-3.5 does by default (``balance_on_multiple_ip off``).  Unlike Squid it
+does not try the next address when the first fails: a server it cannot reach becomes an
+error page (HTTP 502) for the user at once.  Every resolution is logged.
 
 Stdlib only, plus ``dig`` (bind9-dnsutils): the hosts share one filesystem, so there
 is no per-host ``resolv.conf``; every program names its resolver.

@@ -69,3 +69,15 @@ def test_long_ttl_breaks_the_bound_with_the_measured_window(grade):
     # the rest of the submission is right: only the TTL is wrong
     for name in ("dns.yaml is valid", "every server gets users", "dead server leaves DNS"):
         assert results[name].passed, results[name].line()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("ttl: 0\nrecords: [10.0.0.11]\nwhen_a_server_dies: keep-record\n", "ttl must be a whole number"),
+    ("ttl: 2\nrecords: [10.0.0.21]\nwhen_a_server_dies: keep-record\n", "10.0.0.21 is not a web server"),
+    ("ttl: 2\nrecords: [10.0.0.11, 10.0.0.11]\nwhen_a_server_dies: remove-record\n", "listed twice"),
+    ("ttl: 2\nrecords: [10.0.0.11]\nwhen_a_server_dies: pray\n", "when_a_server_dies must be one of"),
+])
+def test_a_bad_dns_yaml_is_refused_naming_the_field(tmp_path, text, words):
+    (tmp_path / "dns.yaml").write_text(text)
+    result = LAB.module.check_dns_yaml_is_valid(labs.Context(LAB, tmp_path), {})
+    assert not result.passed and words in result.reason, result.reason
