@@ -92,13 +92,15 @@ class Context:
         from mininet.cli import CLI
         from mininet.log import lg, setLogLevel
         self.say("\n>>> %s\n>>> (Mininet CLI: type `exit` to continue the walk-through)" % message)
-        level, propagate = lg.getEffectiveLevel(), lg.propagate
+        from mininet.log import LEVELS
+        before = next((n for n, v in LEVELS.items() if v == lg.level), "warning")
+        propagate = lg.propagate
         setLogLevel("output")         # the harness runs Mininet quietly; the CLI must print
         lg.propagate = False          # (once: not again through the root logger)
         try:
             CLI(getattr(network, "net", network))
         finally:
-            lg.setLevel(level)
+            setLogLevel(before)       # the logger and its handler, as they were
             lg.propagate = propagate
 
 

@@ -346,27 +346,6 @@ def answered_again(samples, since):
     return max(0.0, first.end - since)
 
 
-def pause(ctx, net, message):
-    """``ctx.pause`` without every line of a node command printed twice.
-
-    At the prompt the Mininet CLI prints a command's output through Mininet's logger
-    (level ``output``, which ``ctx.pause`` enables); the ``redlab`` command's root log
-    handler would print it a second time ("Level 25 mininet: ..."), so Mininet's logger
-    stops propagating meanwhile.  (Belongs in ``Context.pause``.)
-    """
-    if not ctx.cli:
-        return
-    from mininet.log import lg, setLogLevel
-    propagate, level = lg.propagate, lg.getEffectiveLevel()
-    setLogLevel("output")
-    lg.propagate = False
-    try:
-        ctx.pause(net, message)
-    finally:
-        lg.propagate = propagate
-        lg.setLevel(level)
-
-
 def _streak_of_failures(probe, since, count):
     def seen():
         recent = [s for s in probe.samples() if s.t >= since]
@@ -420,7 +399,7 @@ def walkthrough(ctx):
                 "has not loaded r2.conf." % ", ".join(p.name for p in cables(net, SPARE).values()))
         ctx.say("MACs on the client LAN: r1-eth0 %s, r2-eth0 %s (two boxes, two MACs)."
                 % (macs[ACTIVE]["eth0"], macs[SPARE]["eth0"]))
-        pause(ctx, net, "r1 routes, r2 waits: try `r1 ip -br addr`, `r2 ip -br link`, "
+        ctx.pause(net, "r1 routes, r2 waits: try `r1 ip -br addr`, `r2 ip -br link`, "
                         "`client1 curl -s http://%s/`, `client1 ip neigh`" % server)
 
         probe = Probe(client, "http://%s/" % server, name="probe", interval=PROBE_INTERVAL,
@@ -450,7 +429,7 @@ def walkthrough(ctx):
             m["noticed_after"] = round(noticed - crash.at, 3)
             ctx.say("%d requests in a row failed (%.2f s after the crash): the operator goes to "
                     "the rack." % (NOTICE_FAILURES, m["noticed_after"]))
-            pause(ctx, net, "r1 is dead: `client1 ip neigh show %s` still says r1's MAC; "
+            ctx.pause(net, "r1 is dead: `client1 ip neigh show %s` still says r1's MAC; "
                             "`sh ovs-ofctl -O OpenFlow13 dump-ports-desc s1` shows the ports"
                   % gateway)
 
@@ -551,7 +530,7 @@ def walkthrough(ctx):
                 "gratuitous ARP(s) when r2's cable was pulled and plugged in again, %d when r2's "
                 "port was set down and up: arp_notify acts on a port coming up, not on a cable."
                 % (m["spare_arp_notify"], m["garp_on_replug"], m["garp_on_port_up"]))
-        pause(ctx, net, "r2 in service: `client1 ip neigh`, `web1 ip neigh`, `r2 ip route`, "
+        ctx.pause(net, "r2 in service: `client1 ip neigh`, `web1 ip neigh`, `r2 ip route`, "
                         "`r2 ip -s link`")
     return m
 

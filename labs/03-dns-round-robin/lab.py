@@ -377,24 +377,6 @@ def damage(samples, fault_at):
 
 # -- the walk-through -----------------------------------------------------------------
 
-def pause(ctx, net, message):
-    """``ctx.pause`` with Mininet's ``output`` log level, so that commands typed at the
-    ``mininet>`` prompt show what they print (the network runs at ``warning``, which
-    hides it), printed once (not again by the root logger ``redlab`` configures).
-    (Belongs in ``Context.pause``.)"""
-    if not ctx.cli:
-        return
-    from mininet.log import LEVELS, lg
-    before = next((n for n, level in LEVELS.items() if level == lg.level), "warning")
-    propagate = lg.propagate
-    lg.setLogLevel("output")
-    lg.propagate = False
-    try:
-        ctx.pause(net, message)
-    finally:
-        lg.setLogLevel(before)
-        lg.propagate = propagate
-
 
 def rotation(lab, ctx):
     ctx.say("\n== 1. Rotation: dns1 answers www.lab.example with every A record, in turn ==")
@@ -565,7 +547,7 @@ def walkthrough(ctx):
         try:
             lab.start_proxy()
             detail["rotation"] = rotation(lab, ctx)
-            pause(ctx, net, "try: pc1 dig @%s www.lab.example +short   (several times)" % lab.dns1)
+            ctx.pause(net, "try: pc1 dig @%s www.lab.example +short   (several times)" % lab.dns1)
 
             ctx.say("\n== 2. Spread: 2 PCs ask dns1 every time, pc3 keeps its answer for the TTL "
                     "(browser cache), 3 phones go through the carrier gateway ==")
@@ -580,7 +562,7 @@ def walkthrough(ctx):
             ctx.say("\n== 4b. The same with your dns.yaml ==")
             detail["yours"] = damage_run(lab, ctx, sub.ttl, sub.procedure, "yours",
                                          restore=False)
-            pause(ctx, net, "web2 is down%s; try: phone1 curl -s -x http://%s:%d "
+            ctx.pause(net, "web2 is down%s; try: phone1 curl -s -x http://%s:%d "
                       "http://www.lab.example/ ; pc1 dig @%s www.lab.example +short" % (
                           " and its record removed" if sub.procedure == "remove-record" else "",
                           lab.gateway, PROXY_PORT, lab.dns1))

@@ -432,23 +432,6 @@ def svg_chart(spread, weights, title):
 
 # -- the walk-through -----------------------------------------------------------------------
 
-def pause(ctx, network, message):
-    """``ctx.pause`` with the Mininet CLI's command output shown (the network runs Mininet
-    at log level "warning", which also hides what `client1 curl ...` prints at the CLI)."""
-    if not ctx.cli:
-        return
-    from mininet.log import lg, setLogLevel
-    level, propagate = lg.level, lg.propagate
-    setLogLevel("output")
-    lg.propagate = False            # printed once, by Mininet's own handler
-    try:
-        ctx.pause(network, message)
-    finally:
-        lg.propagate = propagate
-        lg.setLevel(level)
-        for handler in lg.handlers:
-            handler.setLevel(level)
-
 
 def _digits(order):
     return "".join(name[-1] for name in order)
@@ -471,7 +454,7 @@ def walkthrough(ctx):
         try:
             ctx.say("service up: VIP %s:%d, run folder %s"
                     % (service.vip, service.port, lab.network.run.path))
-            pause(ctx, lab.network, "the service runs rr now; try `client1 curl -s -D- "
+            ctx.pause(lab.network, "the service runs rr now; try `client1 curl -s -D- "
                   "http://%s/` a few times, and `sudo redlab lb status` in a second shell"
                   % service.vip)
 
@@ -523,7 +506,7 @@ def walkthrough(ctx):
             for ip, served in got.items():
                 ctx.say("     from %-12s -> %s   (the hash says %s)"
                         % (ip, " ".join(served), sources[ip]))
-            pause(ctx, lab.network, "the chart is %s; the service runs sh now and client1 "
+            ctx.pause(lab.network, "the chart is %s; the service runs sh now and client1 "
                   "also has the addresses %s: try `client1 curl -s --interface %s -D- "
                   "http://%s/`" % (svg, ", ".join(sources), next(iter(sources)), service.vip))
 
@@ -538,7 +521,7 @@ def walkthrough(ctx):
                 bench.make_state(state)
                 ctx.say("\n   state %s: %s" % (name, describe(state)))
                 if index == 0 and ctx.cli:
-                    pause(ctx, lab.network, "the %s state is set up: `sudo redlab lb status` "
+                    ctx.pause(lab.network, "the %s state is set up: `sudo redlab lb status` "
                           "shows its ActiveConn/InActConn; `exit` opens the %d new "
                           "connections" % (name, state["picks"]))
                     bench.check_state(state)                # what you did at the CLI is gone

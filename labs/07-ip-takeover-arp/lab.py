@@ -85,22 +85,6 @@ def neigh(host, ip, intf):
     return line.split()[-1], mac.group(1) if mac else None
 
 
-def pause(ctx, net, message):
-    """``ctx.pause`` with Mininet's ``output`` level on: the network runs at ``warning``, which
-    hides what host commands typed at the ``mininet>`` prompt print."""
-    if not ctx.cli:
-        return
-    from mininet.log import LEVELS, lg
-    before = next((name for name, level in LEVELS.items() if level == lg.level), "warning")
-    propagate, lg.propagate = lg.propagate, False     # once, on Mininet's own handler
-    lg.setLogLevel("output")
-    try:
-        ctx.pause(net, message)
-    finally:
-        lg.setLogLevel(before)
-        lg.propagate = propagate
-
-
 def holds(host, intf, cidr):
     return (" inet %s " % cidr) in host.cmd("ip -4 -o addr show dev %s" % intf)
 
@@ -468,7 +452,7 @@ def walkthrough(ctx):
             show.packets(capture.packets(t1), t1)
             show.neigh(client, "client1 learned web1's MAC for the VIP by ARP")
             show.flows("the switch learned every MAC; the VIP's packets go to web1's port")
-            pause(ctx, net, "web1 holds the VIP: try `client1 ip neigh`, `client1 curl -s %s`, "
+            ctx.pause(net, "web1 holds the VIP: try `client1 ip neigh`, `client1 curl -s %s`, "
                   "`sh ovs-ofctl -O OpenFlow13 dump-flows s1`" % vip)
 
             # -- 2. by hand, no GARP ---------------------------------------------------
@@ -493,7 +477,7 @@ def walkthrough(ctx):
             by_hand["controller"] = show.events(t0)
             measured["by_hand_without_garp"] = by_hand
             measured["time_without_garp"] = by_hand["time_without_service"]
-            pause(ctx, net, "web2 holds the VIP (moved without GARP)")
+            ctx.pause(net, "web2 holds the VIP (moved without GARP)")
 
             # -- 3. move_vip.sh, back to web1 --------------------------------------------
             say("\n== 3. back to web1 with your %s (run in web1, the new holder) ==" % SCRIPT)
@@ -536,11 +520,11 @@ def walkthrough(ctx):
                     "that part 4 can go on" % SCRIPT)
                 web1.cmd("ip addr add %s dev %s" % (vip_cidr, w1))
                 web1.cmd("arping -q -U -c 1 -i %s -S %s %s" % (w1, vip, vip))
-            pause(ctx, net, "web1 holds the VIP again (moved by %s)" % SCRIPT)
+            ctx.pause(net, "web1 holds the VIP again (moved by %s)" % SCRIPT)
 
             # -- 4. keepalived --------------------------------------------------------
             measured.update(keepalived(ctx, net, show, capture, vip, vip_cidr, outage_bound))
-            pause(ctx, net, "the end: web1 holds the VIP (keepalived MASTER, its GARPs dropped)")
+            ctx.pause(net, "the end: web1 holds the VIP (keepalived MASTER, its GARPs dropped)")
         measured["run_folder"] = str(net.run.path)
 
     say("\n== what client1 measured ==")
