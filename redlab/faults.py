@@ -162,3 +162,68 @@ def controller_kill(net):
         net.controller.start()
         net._wait_connected()
     return Fault("controller killed", undo)
+
+
+class GarpDrop(Fault):
+    """A :class:`Fault` whose ``dropped()`` says how many gratuitous ARPs it dropped."""
+
+    HANDLE = "7"
+
+    def __init__(self, host, interface, vips):
+        self.host, self.interface, self.vips = host, interface, list(vips)
+        super().__init__("%s: gratuitous ARPs for %s dropped on %s" % (
+            host.name, ", ".join(self.vips), interface), self._remove)
+
+    def install(self):
+        import ipaddress
+        intf, h = self.interface, self.HANDLE
+        commands = [
+            "tc qdisc replace dev %s root handle %s: htb default 1" % (intf, h),
+            "tc class replace dev %s parent %s: classid %s:1 htb rate 10gbit quantum 60000"
+            % (intf, h, h),
+            "tc class replace dev %s parent %s: classid %s:2 htb rate 10gbit quantum 60000"
+            % (intf, h, h),
+            "tc qdisc replace dev %s parent %s:2 handle %s2: pfifo limit 0" % (intf, h, h)]
+        for vip in self.vips:
+            ip = int(ipaddress.ip_address(vip.split("/")[0]))
+            # ARP header after the Ethernet header: sender IP at bytes 14-17 (u32 wants
+            # 4-byte aligned offsets, so two u16), target IP at bytes 24-27
+            commands.append("tc filter add dev %s parent %s: protocol arp prio 1 u32 "
+                            "match u16 0x%04x 0xffff at 14 match u16 0x%04x 0xffff at 16 "
+                            "match u32 0x%08x 0xffffffff at 24 flowid %s:2"
+                            % (intf, h, ip >> 16, ip & 0xffff, ip, h))
+        for command in commands:
+            out = self.host.cmd(command + " 2>&1; echo rc=$?")
+            if not out.strip().endswith("rc=0"):
+                self._remove()
+                raise RedlabError("%s: could not install the gratuitous-ARP filter (%s): %s"
+                                  % (self.host.name, command, out.strip()))
+        self.at = time.time()
+        return self
+
+    def dropped(self):
+        """Gratuitous ARPs dropped so far (the pfifo's drop counter), None once removed."""
+        import re
+        if not self.host.shell:
+            return None
+        out = self.host.cmd("tc -s qdisc show dev %s" % self.interface)
+        m = re.search(r"qdisc pfifo %s2: .*?dropped (\d+)" % self.HANDLE, out, re.S)
+        return int(m.group(1)) if m else None
+
+    def _remove(self):
+        if self.host.shell:
+            self.host.cmd("tc qdisc del dev %s root 2>/dev/null" % self.interface)
+
+
+def drop_garp(host, vips, interface=None):
+    """Gratuitous ARPs for ``vips`` never leave ``host``: neighbours keep their stale entries.
+
+    A tc filter on the host's own interface (HTB root; a u32 match on ARP with sender IP =
+    target IP = a VIP sends it to a class whose pfifo holds 0 packets) drops every
+    gratuitous ARP, request or reply, for the VIPs before the wire, and counts them
+    (``fault.dropped()``).  Ordinary ARP replies for a VIP still go out.  This is how
+    ``Keepalived(garp=False)`` works: keepalived itself always sends at least one
+    (``garp_master_repeat 0`` -> "garp_master_repeat must be greater than 0, setting to 1").
+    """
+    vips = [vips] if isinstance(vips, str) else list(vips)
+    return GarpDrop(host, interface or host.defaultIntf().name, vips).install()

@@ -179,16 +179,10 @@ def render_keepalived_lvs(service, node_name, path):
     proves the configuration is valid.  Returns ``(ok, keepalived's output)``.
     """
     from redlab.daemons.base import render_template
+    from redlab.daemons.keepalived import lvs_values
     from redlab.system import require_binary
-    hc = service.health_check
-    text = render_template("keepalived-lvs.conf.j2", dict(
-        node=node_name, name=service.name, vip=service.vip, port=service.port,
-        delay_loop=max(1, round(hc.interval)), lb_algo=service.lb_algo, lb_kind=service.lb_kind,
-        persistence_timeout=service.persistence_timeout,
-        inhibit_on_failure=service.inhibit_on_failure, check_type=hc.type, path=hc.path,
-        status=hc.status, timeout=max(1, round(hc.timeout)), retry=max(0, hc.fall - 1),
-        servers=[dict(ip=s.ip, port=s.port, weight=s.weight) for s in service.real_servers]),
-        "%s/keepalived-lvs" % node_name)
+    text = render_template("keepalived-lvs.conf.j2", dict(node=node_name, **lvs_values(service)),
+                           "%s/keepalived-lvs" % node_name)
     path.write_text(text)
     result = subprocess.run([require_binary("keepalived"), "-t", "-f", str(path)],
                             capture_output=True, text=True)

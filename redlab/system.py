@@ -31,6 +31,7 @@ BINARIES = {
     "iperf3": "iperf3",
     "arping": "arping",
     "tcpdump": "tcpdump",
+    "ipvsadm": "ipvsadm",
 }
 
 OVS_CTL = "/usr/share/openvswitch/scripts/ovs-ctl"
@@ -96,8 +97,39 @@ def ovs_running():
     return result.returncode == 0
 
 
-def kernel_has_ipvs():
-    return Path("/proc/net/ip_vs").exists() or Path("/sys/module/ip_vs").exists()
+def ipvs_state():
+    """``"loaded"``, ``"module"`` (modprobe can load it) or ``None`` (this kernel has no IPVS).
+
+    A stock Debian kernel builds ip_vs as a module that is loaded on first use, so "not
+    loaded yet" is not "missing": ``modprobe -n`` (a dry run) tells them apart.
+    """
+    if Path("/proc/net/ip_vs").exists() or Path("/sys/module/ip_vs").exists():
+        return "loaded"
+    modprobe = find_binary("modprobe")
+    if modprobe and subprocess.run([modprobe, "-n", "-q", "ip_vs"],
+                                   capture_output=True).returncode == 0:
+        return "module"
+    return None
+
+
+def kernel_has_ipvs(load=False):
+    """Can IPVS run here?  With ``load``, load the module now (root only)."""
+    state = ipvs_state()
+    if state == "module" and load:
+        subprocess.run([find_binary("modprobe"), "-q", "ip_vs"], capture_output=True)
+        return ipvs_state() == "loaded"
+    return state is not None
+
+
+def ipvs_missing_reason():
+    """One sentence: why IPVS cannot run on this kernel (for the lab and the error)."""
+    result = subprocess.run(["modprobe", "-n", "ip_vs"], capture_output=True, text=True) \
+        if find_binary("modprobe") else None
+    said = (result.stderr or result.stdout).strip().splitlines()[-1] if result and \
+        (result.stderr or result.stdout).strip() else "modprobe is not installed"
+    return ("this kernel (%s) has no ip_vs (IPVS) module, so ipvsadm and keepalived's "
+            "virtual_server cannot run here (modprobe: %s); a stock Debian kernel, like the "
+            "student VM's, has it" % (os.uname().release, said))
 
 
 def check_root():
@@ -144,11 +176,12 @@ def checks():
         "kernel datapath available" if datapath == "kernel" else
         "no OVS kernel module: using the userspace datapath (TX checksum offload is "
         "turned off on every host interface)", required=False))
-    ipvs = kernel_has_ipvs()
+    ipvs = ipvs_state()
     result.append(Check(
-        "IPVS", ipvs, "kernel has ip_vs" if ipvs else
-        "kernel has no ip_vs: the ipvsadm comparison in the load-balancer lab is skipped",
-        required=False))
+        "IPVS", bool(ipvs), "kernel has ip_vs (%s)" % (
+            "loaded" if ipvs == "loaded" else "a module, loaded when a lab needs it")
+        if ipvs else "kernel has no ip_vs: the ipvsadm comparison in the load-balancer lab "
+        "is skipped", required=False))
     return result
 
 

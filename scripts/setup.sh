@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 PACKAGES="mininet openvswitch-switch ethtool iproute2 iputils-ping procps psmisc
-nginx-light bind9 bind9-dnsutils keepalived haproxy curl wrk iperf3 arping tcpdump
+nginx-light bind9 bind9-dnsutils keepalived haproxy curl wrk iperf3 arping tcpdump ipvsadm kmod
 python3-venv python3-pip make"
 
 missing=""

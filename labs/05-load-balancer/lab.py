@@ -4,8 +4,9 @@ Part A shows the detection matrix live: three checkers (ICMP, TCP, HTTP) watch o
 server while it is crashed, unplugged, stopped, made to answer HTTP 500 and made to
 hang.  Part B runs the os-ken load balancer with the student's ``service.yaml``, breaks
 web2 (HTTP 500) and web3 (hang), and counts who answers afterwards: a failed server must
-never be chosen while a healthy one remains.  On a kernel with ip_vs the same service
-is also shown as keepalived + IPVS; here the lab says plainly when the kernel lacks it.
+never be chosen while a healthy one remains.  Part C runs the same service.yaml with the
+kernel's IPVS (keepalived's checkers + ipvsadm on the director) on a kernel with ip_vs, and
+says plainly when the kernel lacks it.
 """
 
 import collections
@@ -18,7 +19,8 @@ from redlab.lb import render_keepalived_lvs
 from redlab.net import Network
 from redlab.scenarios.health_matrix import Matrix, markdown
 from redlab.scenarios.lb import LoadBalancedService
-from redlab.system import kernel_has_ipvs
+from redlab.scenarios.ipvs import IpvsService
+from redlab.system import ipvs_missing_reason, kernel_has_ipvs
 from redlab.wait import WaitTimeout, wait_until
 
 TITLE = "Load balancer and health checks"
@@ -93,14 +95,45 @@ def part_b(ctx, m, service):
         path = lab.network.run.file("director", "keepalived-lvs.conf")
         ok, output = render_keepalived_lvs(service, "director", path)
 
-    if kernel_has_ipvs():
-        ctx.say("\nThis kernel has ip_vs: run the file below with keepalived on the director "
-                "and compare `ipvsadm -Ln` with `redlab lb status`.")
-    else:
-        ctx.say("\nThis kernel has no ip_vs (IPVS), so the keepalived + ipvsadm version of this "
-                "service cannot run here; on the student VM it can.")
-    ctx.say("The same service for keepalived (IPVS) is in %s (keepalived -t: %s)"
+    ctx.say("\nThe same service for keepalived (IPVS) is in %s (keepalived -t: %s)"
             % (path, "valid" if ok else output))
+    if not ctx.grading:
+        part_c(ctx, m, service)
+
+
+def part_c(ctx, m, service):
+    """The same service, the same faults, with the kernel's IPVS (keepalived + ipvsadm)."""
+    if not kernel_has_ipvs(load=True):
+        ctx.say("\nPart C is skipped: " + ipvs_missing_reason() + ".")
+        m["ipvs"] = None
+        return
+    ctx.say("\nPart C: the same service.yaml with the kernel's IPVS: keepalived's checkers and "
+            "ipvsadm on the director (a Linux host holding the VIP), an ordinary switch")
+    with IpvsService(service, name="lab05-ipvs", run_folder=ctx.folder("ipvs")) as lvs:
+        ctx.say("  director# ipvsadm -Ln\n" + lvs.ipvsadm())
+        broke = time.time()
+        f500 = faults.http_500(lvs["web2"].daemons["nginx"])
+        fhang = faults.hang(lvs["web3"].daemons["nginx"])
+        hc = service.health_check
+        window = min(hc.fall * (hc.interval + hc.timeout) + 1.0, MAX_DETECT + 1)
+        try:
+            wait_until(lambda: (not {"web2", "web3"} & set(lvs.servers()), lvs.ipvsadm()),
+                       window, "keepalived to take web2 and web3 out of IPVS")
+            detected = time.time() - broke
+        except WaitTimeout:
+            detected = None
+        after = [lvs.get(timeout=1) for _ in range(REQUESTS)]
+        m["ipvs"] = dict(detected=detected, after=after, table=lvs.ipvsadm())
+        ctx.say("  web2 answers HTTP 500, web3 hangs: %s" % (
+            "both out of the IPVS table after %.2f s" % detected if detected is not None else
+            "keepalived's %s check did not take both out within %.0f s" % (hc.type, window)))
+        ctx.say("  %d requests: %s" % (REQUESTS, dict(collections.Counter(
+            "%s %s" % (s or "-", status) for status, s in after))))
+        ctx.say("  director# ipvsadm -Ln\n" + lvs.ipvsadm())
+        ctx.pause(lvs.network, "director ipvsadm -Ln ; client1 curl -s -m1 http://%s/"
+                  % service.vip)
+        fhang.undo()
+        f500.undo()
 
 
 def check_service_file_is_valid(ctx, m):

@@ -11,18 +11,17 @@ servers, one client requesting the VIP every 50 ms.  The walk-through moves the 
   2. back to web1 with the student's ``move_vip.sh`` (run in web1, the new holder):
      with a gratuitous ARP the client's entry changes at once;
   3. with keepalived: the harness's default (keepalived sends GARP: immediate), then
-     keepalived whose gratuitous ARPs never reach the LAN.  The harness's
-     ``Keepalived(garp=False)`` renders ``garp_master_repeat 0``, which ``keepalived -t``
-     refuses (keepalived always sends at least one): the walk-through shows that, and
-     uses the closest real thing instead -- keepalived as it is, with a tc filter on the
-     new master's own interface that drops its gratuitous ARPs (and counts them).
+     keepalived whose gratuitous ARPs never reach the LAN.  keepalived cannot be told to
+     send none (``keepalived -t`` refuses ``garp_master_repeat 0``: the walk-through
+     shows it), so the harness's ``Keepalived(garp=False)`` runs keepalived as it is with
+     a tc filter on the new master's own interface that drops its gratuitous ARPs and
+     counts them (``redlab.faults.drop_garp``).
 
 At each step it shows the client's ``ip neigh``, the switch's flows and the
 controller's ``ip_moved`` events; the client's ARP packets are captured with tcpdump.
 """
 
 import functools
-import ipaddress
 import re
 import subprocess
 import time
@@ -182,55 +181,6 @@ class Capture:
                 result.append(dict(t=t, src=src, dst=dst, op="reply", sender_ip=m.group(7),
                                    mac=m.group(8), gratuitous=False))
         return result
-
-
-class KeepalivedGarpDropped(Keepalived):
-    """keepalived whose gratuitous ARPs never reach the LAN: the closest real ``garp=False``.
-
-    keepalived cannot be told to send none (``garp_master_repeat`` must be at least 1, and
-    a second burst follows ``vrrp_garp_master_delay`` later).  So this runs keepalived as
-    it is and puts a tc filter on the host's own interface (HTB root, a u32 filter on ARP
-    with sender IP = target IP = a VIP, into a class whose pfifo holds 0 packets): every
-    gratuitous ARP for the VIP is dropped before the wire, and the pfifo's drop counter
-    says how many keepalived sent.  Ordinary ARP replies for the VIP still go out.
-    """
-
-    name = "keepalived-garp-dropped"
-    HANDLE = "7"
-
-    def prepare(self):
-        super().prepare()
-        intf, h = self.interface, self.HANDLE
-        commands = [
-            "tc qdisc replace dev %s root handle %s: htb default 1" % (intf, h),
-            "tc class replace dev %s parent %s: classid %s:1 htb rate 10gbit quantum 60000"
-            % (intf, h, h),
-            "tc class replace dev %s parent %s: classid %s:2 htb rate 10gbit quantum 60000"
-            % (intf, h, h),
-            "tc qdisc replace dev %s parent %s:2 handle %s2: pfifo limit 0" % (intf, h, h)]
-        for vip in self.vips:
-            ip = int(ipaddress.ip_address(vip.split("/")[0]))
-            # ARP header: sender IP at bytes 14-17 (u32 wants 4-byte aligned offsets: two
-            # u16), target IP at bytes 24-27
-            commands.append("tc filter add dev %s parent %s: protocol arp prio 1 u32 "
-                            "match u16 0x%04x 0xffff at 14 match u16 0x%04x 0xffff at 16 "
-                            "match u32 0x%08x 0xffffffff at 24 flowid %s:2"
-                            % (intf, h, ip >> 16, ip & 0xffff, ip, h))
-        for command in commands:
-            out = self.node.cmd(command + " 2>&1; echo rc=$?")
-            if not out.strip().endswith("rc=0"):
-                raise RedlabError("%s: could not install the GARP filter (%s): %s"
-                                  % (self.node.name, command, out.strip()))
-
-    def dropped(self):
-        out = self.node.cmd("tc -s qdisc show dev %s" % self.interface)
-        m = re.search(r"qdisc pfifo %s2: .*?dropped (\d+)" % self.HANDLE, out, re.S)
-        return int(m.group(1)) if m else None
-
-    def stop(self, timeout=5.0):
-        super().stop(timeout)
-        if self.node.shell:
-            self.node.cmd("tc qdisc del dev %s root 2>/dev/null" % self.interface)
 
 
 # -- what the walk-through shows ----------------------------------------------------------
@@ -584,24 +534,16 @@ def keepalived(ctx, net, show, capture, vip, vip_cidr, outage_bound):
     result["keepalived_with_garp"] = r
 
     say("\n== 4b. keepalived without gratuitous ARP ==")
-    check = Keepalived(web1, **dict(vrrp1, garp=False))
-    check.name = "keepalived-garp-false"           # its own folder: only its config is written
-    say("  the harness's Keepalived(garp=False) renders: %s" % " / ".join(
-        line.strip() for line in _rendered(check).splitlines()
-        if line.strip().startswith("garp_")))
-    garp_false = dry_run(check)
-    say("  web1# keepalived -t -f .../web1/%s/keepalived.conf  ->  %s" % (
-        check.name, garp_false.split(") ", 1)[-1] if garp_false else "OK"))
-    result["keepalived_garp_false"] = dict(dry_run_ok=garp_false is None, message=garp_false)
-    if garp_false:
-        say("  keepalived refuses it: it always sends at least one gratuitous ARP (and a second "
-            "burst vrrp_garp_master_delay later).  The closest real thing: keepalived as it is, "
-            "with a tc filter on web1-eth0 that drops its gratuitous ARPs and counts them.")
-    else:
-        say("  the dry run passes: the lab runs garp=False, and a tc filter on web1-eth0 "
-            "counts (and drops) any gratuitous ARP keepalived still sends.")
-    k3 = web1.start_daemon(KeepalivedGarpDropped(web1, **dict(
-        vrrp1, nopreempt=True, garp=garp_false is not None)))
+    refused = repeat_zero_refused(web1, vrrp1)
+    say("  can keepalived be told to send no GARP?  its config with `garp_master_repeat 0`:")
+    say("  web1# keepalived -t -f .../web1/keepalived-garp-repeat-0/keepalived.conf  ->  %s"
+        % (refused or "OK"))
+    result["keepalived_garp_false"] = dict(dry_run_ok=refused is None, message=refused)
+    say("  keepalived always sends at least one gratuitous ARP (and a second burst "
+        "vrrp_garp_master_delay later).  So the harness's Keepalived(garp=False) runs keepalived "
+        "as it is and puts a tc filter on web1-eth0 that drops its gratuitous ARPs and counts "
+        "them (redlab.faults.drop_garp).")
+    k3 = web1.start_daemon(Keepalived(web1, **dict(vrrp1, nopreempt=True, garp=False)))
     show.run(web1, "tc filter show dev %s" % w1)
     wait_until(lambda: (k3.current_state() == "BACKUP", k3.transitions()), 10,
                "web1's keepalived to be BACKUP")
@@ -614,7 +556,7 @@ def keepalived(ctx, net, show, capture, vip, vip_cidr, outage_bound):
     r = measure(client, capture, probe, web1, vip, t0, transitions, recovered, web2)
     masters = [t for t, state in k3.transitions() if state == "MASTER" and t >= t0]
     r["takeover_after"] = round(masters[0] - t0, 3) if masters else None
-    r["garps_dropped"] = k3.dropped()
+    r["garps_dropped"] = k3.garps_dropped()
     r["_transitions"] = transitions
     say("  web1's keepalived became MASTER after %s; gratuitous ARPs it sent and tc dropped: %s"
         % ("%.2f s" % r["takeover_after"] if masters else "(never)", r["garps_dropped"]))
@@ -626,18 +568,15 @@ def keepalived(ctx, net, show, capture, vip, vip_cidr, outage_bound):
     return result
 
 
-def _rendered(daemon):
-    from redlab.daemons.base import render_template
-    values = dict(node=daemon.node.name, folder=str(daemon.folder))
-    values.update(daemon.values())
-    return render_template(daemon.template, values, daemon.where)
-
-
-def dry_run(daemon):
-    """``keepalived -t`` on the daemon's rendered config: None if valid, else its message."""
+def repeat_zero_refused(host, vrrp):
+    """``keepalived -t`` on a config asking for no GARP: None if accepted, else its message."""
+    daemon = Keepalived(host, **vrrp)
+    daemon.name = "keepalived-garp-repeat-0"        # its own folder: only the config is written
     daemon.binary_path = require_binary(daemon.binary, daemon.where)
     daemon.render()
-    daemon.prepare()
+    text = daemon.config_file.read_text()
+    daemon.config_file.write_text(text.replace("    virtual_ipaddress {",
+                                               "    garp_master_repeat 0\n    virtual_ipaddress {"))
     try:
         daemon.check()
     except RedlabError as exc:

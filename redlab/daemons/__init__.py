@@ -3,7 +3,7 @@
 from redlab.daemons.base import Daemon, render_template
 from redlab.daemons.bind import Bind
 from redlab.daemons.haproxy import HAProxy
-from redlab.daemons.keepalived import Keepalived
+from redlab.daemons.keepalived import Keepalived, KeepalivedLvs
 from redlab.daemons.nginx import Nginx
 
-__all__ = ["Daemon", "render_template", "Bind", "HAProxy", "Keepalived", "Nginx"]
+__all__ = ["Daemon", "render_template", "Bind", "HAProxy", "Keepalived", "KeepalivedLvs", "Nginx"]

@@ -3,6 +3,12 @@
 Runs in the foreground (``-n -l -D``) with per-host pid files (hosts share one file
 system).  A ``notify`` script appends ``<unix time> <state>`` to ``states.log`` on every
 transition, which is how a run learns *when* a backup took over (time to detect).
+
+``garp=False`` is keepalived whose gratuitous ARPs never reach the LAN.  keepalived
+cannot be told to send none: its own parser answers ``garp_master_repeat 0`` with
+"garp_master_repeat must be greater than 0, setting to 1".  So keepalived runs as it is
+and :func:`redlab.faults.drop_garp` drops its gratuitous ARPs on the host's interface
+(``garps_dropped()`` counts them); ordinary ARP replies for the VIP still go out.
 """
 
 import time
@@ -42,6 +48,7 @@ class Keepalived(Daemon):
         self.garp = garp
         self.instance = instance
         self.garp_master_delay = garp_master_delay
+        self.garp_filter = None
 
     @property
     def states_log(self):
@@ -58,7 +65,7 @@ class Keepalived(Daemon):
     def values(self):
         return dict(instance=self.instance, state=self.state, interface=self.interface,
                     vrid=self.vrid, priority=self.priority, advert_int=self.advert_int,
-                    use_vmac=self.use_vmac, nopreempt=self.nopreempt, garp=self.garp,
+                    use_vmac=self.use_vmac, nopreempt=self.nopreempt,
                     vips=self.vips, notify_script=str(self.path("notify.sh")),
                     vrrp_garp_master_delay=self.garp_master_delay)
 
@@ -79,6 +86,16 @@ class Keepalived(Daemon):
         return [self.binary_path, "-n", "-l", "-D", "-P", "-f", str(self.config_file),
                 "-p", str(self.path("keepalived.pid")), "-r", str(self.path("vrrp.pid")),
                 "-c", str(self.path("checkers.pid")), "-i", self.node.name]
+
+    def garps_dropped(self):
+        """With ``garp=False``: how many gratuitous ARPs the filter dropped (else None)."""
+        return self.garp_filter.dropped() if self.garp_filter else None
+
+    def stop(self, timeout=5.0):
+        super().stop(timeout)
+        if self.garp_filter is not None:
+            self.garp_filter.undo()
+            self.garp_filter = None
 
     def transitions(self):
         """``[(time, state), ...]`` from the notify script, oldest first."""
@@ -103,4 +120,63 @@ class Keepalived(Daemon):
 
     def start(self):
         self.start_time = time.time()
-        return super().start()
+        if not self.garp and self.garp_filter is None and not self.running:
+            from redlab.faults import drop_garp
+            self.garp_filter = drop_garp(self.node, [v.split("/")[0] for v in self.vips],
+                                         self.interface)
+        try:
+            return super().start()
+        except BaseException:
+            self.stop()
+            raise
+
+
+class KeepalivedLvs(Daemon):
+    """keepalived as an IPVS director: the ``virtual_server`` of one service, checkers only.
+
+    The same service description as redlab's os-ken load balancer (``controllers.service``),
+    so the two can be compared.  Runs only keepalived's checker process (``-C``), which
+    programs the kernel's IPVS table of the host's namespace; the VIP itself is put on the
+    director by whoever runs it (:class:`redlab.scenarios.ipvs.IpvsService`).  Real servers
+    start out of the table (``alpha``) and join when their first check passes, as in
+    redlab's controller.  Needs a kernel with ip_vs.
+    """
+
+    name = "keepalived-lvs"
+    binary = "keepalived"
+    template = "keepalived-lvs.conf.j2"
+    config_name = "keepalived.conf"
+
+    def __init__(self, node, service, **options):
+        super().__init__(node, **options)
+        self.service = service
+
+    def values(self):
+        return lvs_values(self.service)
+
+    def dry_run(self):
+        return [self.binary_path, "-t", "-f", str(self.config_file)]
+
+    def command(self):
+        return [self.binary_path, "-n", "-l", "-D", "-C", "-f", str(self.config_file),
+                "-p", str(self.path("keepalived.pid")), "-c", str(self.path("checkers.pid")),
+                "-i", self.node.name]
+
+    def ready(self):
+        service = "%s:%d" % (self.service.vip, self.service.port)
+        out = self.node.cmd("ipvsadm -Ln -t %s 2>&1" % service).strip()
+        return ("TCP  %s" % service in out,
+                out.splitlines()[-1] if out else "ipvsadm printed nothing")
+
+
+def lvs_values(service):
+    """The keepalived ``virtual_server`` values of a redlab service (same names, same units)."""
+    hc = service.health_check
+    return dict(name=service.name, vip=service.vip, port=service.port,
+                delay_loop=hc.interval, lb_algo=service.lb_algo, lb_kind=service.lb_kind,
+                persistence_timeout=service.persistence_timeout,
+                inhibit_on_failure=service.inhibit_on_failure, check_type=hc.type,
+                path=hc.path, status=hc.status, timeout=hc.timeout,
+                retry=max(0, hc.fall - 1),
+                servers=[dict(ip=s.ip, port=s.port, weight=s.weight)
+                         for s in service.real_servers])

@@ -14,6 +14,15 @@ from redlab.net import Network
 from redlab.wait import wait_until
 
 
+def http_get(host, ip, port=80, path="/", timeout=2):
+    """One curl from ``host``: ``(HTTP status or 0, the X-Served-By header or None)``."""
+    out = host.cmd("curl -s -m %s -o /dev/null -D - -w 'STATUS=%%{http_code}' http://%s:%d%s"
+                   % (timeout, ip, port, path))
+    status = re.search(r"STATUS=(\d+)", out)
+    served = re.search(r"(?im)^x-served-by: (\S+)", out)
+    return (int(status.group(1)) if status else 0), (served.group(1) if served else None)
+
+
 class LoadBalancedService:
     def __init__(self, service, name="lb", run_folder=None, checker=True, topo=None,
                  **controller_config):
@@ -68,12 +77,7 @@ class LoadBalancedService:
 
     def get(self, path="/", timeout=2, host=None):
         """One HTTP request to the VIP; returns (status, served_by)."""
-        host = host or self.client
-        out = host.cmd("curl -s -m %s -o /dev/null -D - -w 'STATUS=%%{http_code}' http://%s:%d%s"
-                       % (timeout, self.service.vip, self.service.port, path))
-        status = re.search(r"STATUS=(\d+)", out)
-        served = re.search(r"(?im)^x-served-by: (\S+)", out)
-        return (int(status.group(1)) if status else 0), (served.group(1) if served else None)
+        return http_get(host or self.client, self.service.vip, self.service.port, path, timeout)
 
     def control(self, message):
         return request(self.network.controller.socket_path, message)

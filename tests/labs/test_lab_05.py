@@ -17,3 +17,26 @@ def test_a_tcp_check_is_graded_failing_with_the_reason(grade, run_folder):
     hang = results["catches a hang"]
     assert not hang.passed and "still accepts TCP" in hang.reason
     assert results["service file is valid"].passed
+
+
+def test_the_walkthrough_shows_the_matrix_and_the_ipvs_comparison(run_folder):
+    """What `redlab run 05` shows: the live matrix (A), the reference (B), IPVS (C)."""
+    from redlab.scenarios.health_matrix import EXPECTED
+    from redlab.system import kernel_has_ipvs
+    lines = []
+    _ctx, m = LAB.walkthrough(LAB.reference, run_folder=run_folder, out=lines.append)
+    out = "\n".join(lines)
+    for fault, seen_by in EXPECTED.items():
+        row = m["matrix"][fault]
+        assert {check for check, t in row.items() if t is not None} == seen_by, (fault, row)
+    assert "| HTTP 500 | missed | missed |" in out
+    assert set(m["detected"]) == {"web2", "web3"}
+    assert {s for _, s in m["after"]} == {"web1"}
+    assert "keepalived -t: valid" in out
+    if kernel_has_ipvs():
+        assert m["ipvs"]["detected"] is not None, m["ipvs"]
+        assert {s for _, s in m["ipvs"]["after"]} == {"web1"}, m["ipvs"]
+        assert "Masq" in m["ipvs"]["table"]
+    else:
+        assert m["ipvs"] is None
+        assert "Part C is skipped: this kernel" in out and "has no ip_vs (IPVS)" in out

@@ -6,6 +6,7 @@ import pytest
 
 from redlab import addressing as ap
 from redlab import faults
+from redlab.errors import WaitTimeout
 from redlab.wait import wait_until
 from topologies.service_lan import ServiceLanTopo
 
@@ -109,3 +110,32 @@ def test_fault_records_when_it_happened(lan):
     fault = faults.hang(lan["web1"].daemons["nginx"])
     fault.undo()
     assert before <= fault.at <= fault.undone_at <= time.time()
+
+
+def test_drop_garp_stops_gratuitous_arp_but_not_ordinary_replies(lan):
+    web1, client = lan["web1"], lan["client1"]
+    vip, intf, cintf = ap.vip(1), web1.defaultIntf().name, client.defaultIntf().name
+    web1.cmd("ip addr add %s dev %s" % (ap.cidr(vip), intf))
+    stale = "02:00:00:00:00:99"
+
+    def entry():
+        return client.cmd("ip neigh show %s dev %s" % (vip, cintf)).strip()
+
+    def garp_and_look():
+        client.cmd("ip neigh replace %s lladdr %s dev %s nud stale" % (vip, stale, cintf))
+        web1.cmd("arping -q -U -c 1 -S %s -i %s %s" % (vip, intf, vip))
+        return wait_until(lambda: (web1.MAC() in entry(), entry()), 2,
+                          "client1's entry to follow the GARP")
+
+    fault = faults.drop_garp(web1, vip)
+    assert "u32" in web1.cmd("tc filter show dev %s" % intf)
+    with pytest.raises(WaitTimeout, match="entry to follow the GARP"):
+        garp_and_look()
+    assert stale in entry()
+    assert fault.dropped() == 1
+    client.cmd("ip neigh flush dev %s" % cintf)       # an ordinary ARP request is answered
+    assert "1 received" in client.cmd("ping -c1 -W1 %s" % vip)
+    assert web1.MAC() in entry()
+    fault.undo()
+    assert "htb" not in web1.cmd("tc qdisc show dev %s" % intf)
+    garp_and_look()

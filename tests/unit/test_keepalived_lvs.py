@@ -28,3 +28,13 @@ def test_keepalived_check_catches_a_broken_file(tmp_path):
     import subprocess
     result = subprocess.run(["keepalived", "-t", "-f", str(path)], capture_output=True, text=True)
     assert result.returncode != 0
+
+
+def test_timings_are_the_services_own(tmp_path):
+    """keepalived takes decimal timers: the comparison runs with the same interval and timeout."""
+    ok, output = render_keepalived_lvs(web_service("rr", interval=0.2, timeout=0.5, fall=3),
+                                       "director", tmp_path / "k.conf")
+    text = (tmp_path / "k.conf").read_text()
+    assert ok, output
+    assert "delay_loop 0.2" in text and text.count("connect_timeout 0.5") == 3
+    assert text.count("retry 2") == 3 and "alpha" in text
