@@ -16,6 +16,7 @@ from redlab.errors import RedlabError
 
 class HostAgent:
     module = None            # e.g. "redlab.probe_agent"
+    script = None            # or a file run with this interpreter (a lab's own agents.py)
     what = "agent"           # for messages: "probe", "health checker"
 
     def __init__(self, host, out):
@@ -28,7 +29,8 @@ class HostAgent:
         return self.out.with_suffix(".err")
 
     def spawn(self, args):
-        cmd = [sys.executable, "-m", self.module] + [str(a) for a in args]
+        program = ["-m", self.module] if self.module else [str(self.script)]
+        cmd = [sys.executable] + program + [str(a) for a in args]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
         with open(self.err_file, "ab") as err:
             self.proc = self.host.popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -58,6 +60,11 @@ class HostAgent:
                 self.what, self.host.name, code,
                 self.err_file.read_text(errors="replace")[-500:] or "(no output)"))
         return True
+
+    def terminate(self):
+        """SIGTERM without waiting: stop several agents at once, then ``stop()`` each."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout=5.0):
         if self.proc and self.proc.poll() is None:

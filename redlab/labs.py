@@ -25,8 +25,10 @@ that only needs files declares ``check.static = True`` and is run even when the
 walk-through fails, so a student always gets the file-level reasons.
 """
 
+import functools
 import importlib.util
 import json
+import os
 import re
 import sys
 import time
@@ -62,13 +64,34 @@ def failed(name, reason, **measured):
 class Context:
     """What a walk-through gets: the submission, a run folder, narration, CLI pauses."""
 
-    def __init__(self, lab, submission, run_folder=None, cli=False, out=print, grading=False):
+    def __init__(self, lab, submission, run_folder=None, cli=False, out=print, grading=False,
+                 cli_script=None):
         self.lab = lab
         self.grading = grading          # True under `redlab grade`: demonstrations may be skipped
         self.submission = Path(submission)
         self.run_folder = Path(run_folder) if run_folder else None
-        self.cli = cli
+        self.cli = cli or cli_script is not None
         self._out = out
+        # the lab's verbs: typed at a CLI pause (``mininet> rewire r1 r2``); a lab module's
+        # VERBS need no network and also run as ``redlab lab NN VERB``
+        self.verbs = {name: (functools.partial(function, self), usage)
+                      for name, (function, usage)
+                      in getattr(getattr(lab, "module", None), "VERBS", {}).items()}
+        # tests: the commands typed at each pause, in order (a list of strings)
+        self.cli_script = list(cli_script) if cli_script is not None else None
+        self.pauses = 0
+
+    def verb(self, name, function, usage):
+        """Offer ``function(args)`` as a command at the CLI pauses from now on."""
+        self.verbs[name] = (function, usage)
+
+    def run_verb(self, name, args):
+        """Run a verb and return its text; a :class:`RedlabError` becomes its one sentence."""
+        function, usage = self.verbs[name]
+        try:
+            return function(list(args)) or ""
+        except RedlabError as exc:
+            return "%s: %s" % (name, exc)
 
     def say(self, text=""):
         if self._out:
@@ -91,14 +114,35 @@ class Context:
             return
         from mininet.cli import CLI
         from mininet.log import lg, setLogLevel
+        self.pauses += 1
+        if self.verbs:
+            message += "\n>>> this lab's commands: " + "; ".join(
+                usage for _, usage in self.verbs.values())
         self.say("\n>>> %s\n>>> (Mininet CLI: type `exit` to continue the walk-through)" % message)
+        ctx = self
+
+        def command(name):
+            def do(cli, line):        # printed like the narration (the CLI's terminal)
+                ctx.say(ctx.run_verb(name, line.split()).rstrip("\n"))
+            do.__doc__ = self.verbs[name][1]
+            return do
+        LabCLI = type("LabCLI", (CLI,), {"do_" + name: command(name) for name in self.verbs})
+        script = None
+        if self.cli_script is not None:
+            script = self.run_folder / ("cli-pause-%d.txt" % self.pauses)
+            script.parent.mkdir(parents=True, exist_ok=True)
+            script.write_text(self.cli_script.pop(0) if self.cli_script else "")
         from mininet.log import LEVELS
         before = next((n for n, v in LEVELS.items() if v == lg.level), "warning")
         propagate = lg.propagate
         setLogLevel("output")         # the harness runs Mininet quietly; the CLI must print
         lg.propagate = False          # (once: not again through the root logger)
         try:
-            CLI(getattr(network, "net", network))
+            if script:                # a test's commands: no terminal to read from
+                with open(os.devnull) as devnull:
+                    LabCLI(getattr(network, "net", network), stdin=devnull, script=str(script))
+            else:
+                LabCLI(getattr(network, "net", network))
         finally:
             setLogLevel(before)       # the logger and its handler, as they were
             lg.propagate = propagate
@@ -145,9 +189,20 @@ class Lab:
         folder = self.folder / "broken"
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
-    def walkthrough(self, submission=None, run_folder=None, cli=False, out=print):
-        ctx = Context(self, submission or self.submission, run_folder, cli, out)
+    def walkthrough(self, submission=None, run_folder=None, cli=False, out=print,
+                    cli_script=None):
+        ctx = Context(self, submission or self.submission, run_folder, cli, out,
+                      cli_script=cli_script)
         return ctx, self.module.walkthrough(ctx)
+
+    def run_verb(self, name, args=(), submission=None):
+        """A verb of the lab that needs no network (``redlab lab 01 diff``)."""
+        verbs = getattr(self.module, "VERBS", {})
+        if name not in verbs:
+            raise ConfigError("lab %02d has no command %r; it has: %s" % (
+                self.number, name, ", ".join(sorted(verbs)) or "none"))
+        ctx = Context(self, submission or self.submission, out=None)
+        return verbs[name][0](ctx, list(args)) or ""
 
     def grade(self, submission=None, run_folder=None, out=None):
         """Run the walk-through on a submission and every check; return the results."""

@@ -13,6 +13,7 @@ recorded in the run registry before they exist, so ``redlab clean`` can finish t
 after a ``kill -9``.
 """
 
+import codecs
 import functools
 import logging
 import os
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import time
 
+import mininet.node
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
@@ -34,6 +36,36 @@ from redlab.system import choose_datapath, preflight
 from redlab.wait import wait_until
 
 log = logging.getLogger("redlab")
+
+# Mininet decodes every node shell's output as strict UTF-8: one stray byte (seen once in
+# the suite: 0xf0 while the controller node's shell started) raises UnicodeDecodeError in
+# the middle of building a network.  Shell output is only read by people and by regular
+# expressions, so an undecodable byte becomes U+FFFD instead.
+mininet.node.getincrementaldecoder = functools.partial(
+    codecs.getincrementaldecoder("utf-8"), errors="replace")
+
+
+def orphan_shells(names):
+    """Pids of this process's Mininet node shells (``bash ... mininet:NAME``) for ``names``.
+
+    A node whose start failed half-way is not in the Mininet object, so its ``stop`` does
+    not know the shell; the shell is still our child.
+    """
+    wanted = {("mininet:%s" % name).encode() for name in names}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().split(b"\0")
+            with open("/proc/%s/stat" % entry) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"--norc" in argv and wanted & set(argv):
+            found.append(int(entry))
+    return found
 
 
 def planned_names(topo):
@@ -268,6 +300,12 @@ class Network:
             for node in self.net.controllers:
                 node.terminate()     # RemoteController.stop() is a no-op: its shell would stay
             self.net = None
+        if self.topo is not None:
+            orphans = orphan_shells(["c0"] + list(self.topo.nodes()))
+            if orphans:
+                kill_pids(orphans)
+                errors.append("killed %d node shell(s) of a node that never finished starting"
+                              % len(orphans))
         try:
             if self.controller is not None:
                 self.controller.stop()

@@ -127,6 +127,26 @@ def diff(active_text, spare_text, active=ACTIVE, spare=SPARE):
     return lines
 
 
+def diff_text(drift):
+    """The drift as the walk-through and ``redlab lab 01 diff`` print it."""
+    lines = ["== diff %s.conf %s.conf (hostname, comments and blank lines ignored) =="
+             % (ACTIVE, SPARE)]
+    if drift:
+        lines += ["  %s %s" % ("-" if line.router == ACTIVE else "+", line) for line in drift]
+        lines.append("  -> %d line(s) differ: %s is not a copy of %s." % (len(drift), SPARE, ACTIVE))
+    else:
+        lines.append("  (no difference: %s will do exactly what %s did)" % (SPARE, ACTIVE))
+    return "\n".join(lines)
+
+
+def verb_diff(ctx, args):
+    """``diff``: render both routers' configurations from the submission and compare them."""
+    if args:
+        raise RedlabError("diff takes no arguments: it compares %s.conf and %s.conf"
+                          % (ACTIVE, SPARE))
+    return diff_text(diff_submission(ctx.submission)[0])
+
+
 def diff_submission(submission):
     """Render both routers' configurations and diff them: ``(lines, {router: text})``."""
     texts = {router: render(submission, router) for router in (ACTIVE, SPARE)}
@@ -373,14 +393,7 @@ def walkthrough(ctx):
     drift, texts = diff_submission(ctx.submission)
     m["diff"] = [str(line) for line in drift]
     m["configs_identical"] = not drift
-    ctx.say("\n== diff %s.conf %s.conf (hostname, comments and blank lines ignored) =="
-            % (ACTIVE, SPARE))
-    if drift:
-        for line in drift:
-            ctx.say("  %s %s" % ("-" if line.router == ACTIVE else "+", line))
-        ctx.say("  -> %d line(s) differ: r2 is not a copy of r1." % len(drift))
-    else:
-        ctx.say("  (no difference: r2 will do exactly what r1 did)")
+    ctx.say("\n" + diff_text(drift))
 
     with Network(ColdStandbyTopo(), name="lab01-cold-standby",
                  run_folder=ctx.folder("cold-standby")) as net:
@@ -429,21 +442,39 @@ def walkthrough(ctx):
             m["noticed_after"] = round(noticed - crash.at, 3)
             ctx.say("%d requests in a row failed (%.2f s after the crash): the operator goes to "
                     "the rack." % (NOTICE_FAILURES, m["noticed_after"]))
-            ctx.pause(net, "r1 is dead: `client1 ip neigh show %s` still says r1's MAC; "
-                            "`sh ovs-ofctl -O OpenFlow13 dump-ports-desc s1` shows the ports"
-                  % gateway)
+            procedure = {}
 
-            # the moment before the cables move: was the spare cold, what does client1 hold?
-            m["arp_at_rewire"] = gateway_entry(client, gateway, macs)
-            on_shelf = packets(r2)
-            m["spare_traffic_before_rewire"] = {
-                intf: [now - before for now, before in zip(on_shelf[intf], shelf[intf])]
-                for intf in on_shelf}
-            m["spare_switch_ports_before_rewire"] = {
-                p.name: port_state(p) for p in cables(net, SPARE).values()}
-            moved = rewire(net, ACTIVE, SPARE)
-            apply_config(r2, texts[SPARE])
-            loaded = time.time()
+            def do_rewire(args):
+                """The procedure by hand: ``rewire r1 r2`` at the CLI pause."""
+                if procedure:
+                    raise RedlabError("the cables already moved (%s)"
+                                      % procedure["moved"].describe())
+                if args != [ACTIVE, SPARE]:
+                    raise RedlabError("this bench has one failed router and one spare: "
+                                      "type `rewire %s %s`" % (ACTIVE, SPARE))
+                # the moment before the cables move: was the spare cold, what does client1 hold?
+                m["arp_at_rewire"] = gateway_entry(client, gateway, macs)
+                on_shelf = packets(r2)
+                m["spare_traffic_before_rewire"] = {
+                    intf: [now - before for now, before in zip(on_shelf[intf], shelf[intf])]
+                    for intf in on_shelf}
+                m["spare_switch_ports_before_rewire"] = {
+                    p.name: port_state(p) for p in cables(net, SPARE).values()}
+                procedure["moved"] = rewire(net, ACTIVE, SPARE)
+                apply_config(r2, texts[SPARE])
+                procedure["loaded"] = time.time()
+                return "cables moved (%s); %s loaded %s.conf" % (
+                    procedure["moved"].describe(), SPARE, SPARE)
+
+            ctx.verb("rewire", do_rewire, "rewire r1 r2: move r1's cables to r2, r2 loads r2.conf")
+            ctx.pause(net, "r1 is dead: `client1 ip neigh show %s` still says r1's MAC; "
+                            "`sh ovs-ofctl -O OpenFlow13 dump-ports-desc s1` shows the ports; "
+                            "do the procedure yourself with `rewire r1 r2` (or exit and the "
+                            "walk-through does it)" % gateway)
+            m["rewired_by"] = "student at the CLI" if procedure else "walk-through"
+            if not procedure:
+                do_rewire([ACTIVE, SPARE])
+            moved, loaded = procedure["moved"], procedure["loaded"]
             ctx.say("r2 on the shelf sent/received %d packets; client1's ARP entry for %s still "
                     "holds %s (%s, %s)." % (
                         sum(sum(c) for c in m["spare_traffic_before_rewire"].values()), gateway,
@@ -533,6 +564,9 @@ def walkthrough(ctx):
         ctx.pause(net, "r2 in service: `client1 ip neigh`, `web1 ip neigh`, `r2 ip route`, "
                         "`r2 ip -s link`")
     return m
+
+
+VERBS = {"diff": (verb_diff, "diff: the drift between r1's and r2's rendered configurations")}
 
 
 # -- checks -----------------------------------------------------------------------------------

@@ -21,15 +21,13 @@ Times are scaled: one second here stands for a minute of a real service.
 
 import ipaddress
 import json
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from redlab import addressing as ap
-from redlab.errors import ConfigError, RedlabError, WaitTimeout
+from redlab.agent import HostAgent
+from redlab.errors import ConfigError, WaitTimeout
 from redlab.faults import host_crash
 from redlab.labs import failed, passed
 from redlab.net import Network
@@ -115,52 +113,23 @@ def load_submission(path):
 
 # -- processes inside hosts -----------------------------------------------------------
 
-class Agent:
+class Agent(HostAgent):
     """``agents.py`` running inside a host, recorded in the run registry."""
 
+    script = AGENTS
+    what = "lab 03 agent"
+
     def __init__(self, host, args, out):
-        self.host = host
-        self.out = out
+        super().__init__(host, out)
         if out.exists():
             out.unlink()
-        self._err = open(out.with_suffix(".err"), "ab")
-        self.proc = host.popen([sys.executable, str(AGENTS)] + args + ["--out", str(out)],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=self._err)
-        host.run.record_process(self.proc.pid, "lab03 agent in " + host.name)
-
-    def lines(self):
-        try:
-            text = self.out.read_text()
-        except FileNotFoundError:
-            return []
-        found = []
-        for line in text.splitlines():
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                pass            # the line being written right now
-        return found
+        self.spawn(list(args) + ["--out", out])
 
     def check_alive(self):
-        if self.proc.poll() is not None and self.proc.returncode != 0:
-            raise RedlabError("lab 03's agent in %s stopped: %s" % (
-                self.host.name, self.out.with_suffix(".err").read_text(errors="replace")[-400:]))
-
-    def terminate(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        return super().check_alive(failed_only=True)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.host.run.forget_process(self.proc.pid)
-        self._err.close()
+        super().stop(3)
         return self.lines()
 
 

@@ -18,23 +18,21 @@ server (who held which VIP when), ``ip monitor neigh`` and tcpdump in the client
 """
 
 import json
-import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import time
-from datetime import datetime
 from pathlib import Path
 
 from redlab import addressing as ap
 from redlab.daemons.base import Daemon
-from redlab.errors import RedlabError, WaitTimeout
+from redlab.errors import WaitTimeout
 from redlab.faults import daemon_stop, host_crash
 from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
+from redlab.recorders import MAC_RE, AddressMonitor, ArpCapture, NeighbourMonitor
 from redlab.wait import wait_until
 
 TITLE = "DNS round robin + VIP takeover"
@@ -54,7 +52,6 @@ TAKEOVER_WAIT = 6.0        # how long it waits for a peer to take a failed VIP
 RELEASE_WAIT = 3.0         # ... for a server to release its own VIP
 RETURN_WAIT = 6.0          # ... for a VIP to go back to its recovered owner
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-MAC_RE = r"(?:[0-9a-f]{2}:){5}[0-9a-f]{2}"
 
 
 def web(n):
@@ -154,73 +151,8 @@ class TakeoverScript(Daemon):
 
 
 # -- observers: what the network did, seen from outside the script --------------------
-
-class Monitor:
-    """A long-running observer inside a host (``ip monitor``, tcpdump) writing to a file."""
-
-    def __init__(self, host, name, cmd, ready_text=None):
-        self.host = host
-        self.name = name
-        self.cmd = cmd
-        self.ready_text = ready_text
-        self.out = host.run.file(host.name, "lab04", name)
-        self.proc = None
-
-    def start(self):
-        with open(self.out, "wb") as out:
-            self.proc = self.host.popen(self.cmd, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
-        self.host.run.record_process(self.proc.pid, "%s in %s" % (self.name, self.host.name))
-        wait_until(self._ready, 5, "%s in %s to start" % (self.name, self.host.name))
-        return self
-
-    def _ready(self):
-        if self.proc.poll() is not None:
-            raise RedlabError("%s in %s exited at once: %s" % (
-                self.name, self.host.name, self.text()[-300:]))
-        if self.ready_text:
-            return self.ready_text in self.text(), self.text()[-200:]
-        try:                            # ip monitor: listening once it has its netlink socket
-            fds = [os.readlink("/proc/%d/fd/%s" % (self.proc.pid, fd))
-                   for fd in os.listdir("/proc/%d/fd" % self.proc.pid)]
-        except OSError:
-            return False, "starting"
-        return any(f.startswith("socket:") for f in fds), fds
-
-    def text(self):
-        try:
-            return self.out.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.host.run.forget_process(self.proc.pid)
-        self.proc = None
-
-
-def _when(stamp):
-    """``ip -ts`` stamps are local time: ``2026-11-28T10:00:00.123456``."""
-    return datetime.fromisoformat(stamp).timestamp()
-
-
-ADDR_LINE = re.compile(r"^\[(?P<ts>[^\]]+)\]\s*(?P<deleted>Deleted\s+)?\d+:\s+\S+\s+inet\s+"
-                       r"(?P<ip>[\d.]+)/")
-NEIGH_LINE = re.compile(r"^\[(?P<ts>[^\]]+)\]\s*(?P<deleted>Deleted\s+)?(?P<ip>[\d.]+)\s+"
-                        r"(?P<rest>.*)$")
-ARP_LINE = re.compile(
-    r"^(?P<t>[\d.]+) (?P<src>%s) > (?P<dst>\S+), .*?: (?:Request who-has (?P<tip>[\d.]+)"
-    r"(?: \([^)]*\))? tell (?P<sip>[\d.]+)|Reply (?P<rip>[\d.]+) is-at (?P<rmac>%s))"
-    % (MAC_RE, MAC_RE))
-
+# (redlab.recorders: ip monitor address in each server, ip monitor neigh + tcpdump in the
+# client)
 
 class Holdings:
     """Which web server held which VIP when (``ip monitor address`` in each of them)."""
@@ -228,13 +160,13 @@ class Holdings:
     def __init__(self, net, vips):
         self.net = net
         self.vips = list(vips)
-        self.monitors = {}          # host -> [Monitor]  (a rebooted host gets a new one)
+        self.monitors = {}          # host -> [AddressMonitor]  (a rebooted host gets a new one)
         self.marks = []             # (t, host, vip, held): snapshots and crashes
 
     def watch(self, name):
         host = self.net[name]
-        monitor = Monitor(host, "addr-%d.txt" % len(self.monitors.get(name, [])),
-                          ["ip", "-ts", "monitor", "address", "dev", intf(name)]).start()
+        monitor = AddressMonitor(host, intf(name), "lab04/addr-%d.txt"
+                                 % len(self.monitors.get(name, []))).start()
         self.monitors.setdefault(name, []).append(monitor)
         now = time.time()
         present = set(re.findall(r"inet ([\d.]+)/", host.cmd("ip -4 -o addr show dev %s"
@@ -251,11 +183,8 @@ class Holdings:
         events = list(self.marks)
         for name, monitors in self.monitors.items():
             for monitor in monitors:
-                for line in monitor.text().splitlines():
-                    m = ADDR_LINE.match(line)
-                    if m and m.group("ip") in self.vips:
-                        events.append((_when(m.group("ts")), name, m.group("ip"),
-                                       not m.group("deleted")))
+                events += [(t, name, ip, held) for t, ip, held in monitor.changes()
+                           if ip in self.vips]
         return sorted(events, key=lambda e: e[0])
 
     def holders(self, vip, t=None):
@@ -316,87 +245,19 @@ class ClientArp:
 
     def __init__(self, client):
         self.client = client
-        self.neigh = Monitor(client, "neigh.txt",
-                             ["ip", "-ts", "monitor", "neigh", "dev", intf(client.name)])
-        self.pcap = client.run.file(client.name, "lab04", "arp.pcap")
-        self.capture = Monitor(client, "tcpdump.txt",
-                               ["tcpdump", "-i", intf(client.name), "-n", "--immediate-mode",
-                                "-U", "-w", str(self.pcap), "arp"], ready_text="listening on")
-        self.marks = []            # (t, ip, mac) read with `ip neigh show`
+        self.neigh = NeighbourMonitor(client, intf(client.name), "lab04/neigh.txt")
+        self.capture = ArpCapture(client, intf(client.name), "lab04/arp.pcap")
+        self.mark, self.moved_to = self.neigh.mark, self.neigh.moved_to
+        self.mac_at, self.sequence = self.neigh.mac_at, self.neigh.sequence
 
     def start(self):
         self.neigh.start()
         self.capture.start()
         return self
 
-    def mark(self, ip):
-        out = self.client.cmd("ip neigh show %s dev %s" % (ip, intf(self.client.name)))
-        found = re.search(r"lladdr (%s)" % MAC_RE, out)
-        self.marks.append((time.time(), ip, found.group(1) if found else None))
-        return found.group(1) if found else None
-
-    def entries(self, ip):
-        """[(t, mac)] of the client's entry for ``ip``, in time order (mac None: gone)."""
-        events = [(t, mac) for t, i, mac in self.marks if i == ip]
-        for line in self.neigh.text().splitlines():
-            m = NEIGH_LINE.match(line)
-            if not m or m.group("ip") != ip:
-                continue
-            found = re.search(r"lladdr (%s)" % MAC_RE, m.group("rest"))
-            gone = m.group("deleted") or "FAILED" in m.group("rest")
-            events.append((_when(m.group("ts")), None if gone else
-                           (found.group(1) if found else None)))
-        return sorted(events, key=lambda e: e[0])
-
-    def mac_at(self, ip, t):
-        mac = None
-        for when, now in self.entries(ip):
-            if when > t:
-                break
-            if now is not None:
-                mac = now
-        return mac
-
-    def moved_to(self, ip, mac, since):
-        for when, now in self.entries(ip):
-            if when >= since and now == mac:
-                return when
-        return None
-
-    def sequence(self, ip, since, until=None):
-        """The MACs the entry took after ``since``, repeats collapsed."""
-        seq = []
-        for when, mac in self.entries(ip):
-            if when < since or (until is not None and when > until) or mac is None:
-                continue
-            if not seq or seq[-1] != mac:
-                seq.append(mac)
-        return seq
-
-    def arp_packets(self):
-        """Every ARP packet client1 received or sent, as dicts (tcpdump -r)."""
-        out = subprocess.run(["tcpdump", "-r", str(self.pcap), "-n", "-e", "-tt"],
-                             capture_output=True, text=True).stdout
-        packets = []
-        for line in out.splitlines():
-            m = ARP_LINE.match(line)
-            if not m:
-                continue
-            if m.group("sip"):          # a request: who-has TIP tell SIP
-                packets.append(dict(t=float(m.group("t")), src=m.group("src"), op="request",
-                                    ip=m.group("tip"), sender=m.group("sip"),
-                                    gratuitous=m.group("sip") == m.group("tip")))
-            else:                       # a reply: RIP is-at RMAC
-                packets.append(dict(t=float(m.group("t")), src=m.group("rmac"), op="reply",
-                                    ip=m.group("rip"), sender=m.group("rip"),
-                                    gratuitous=m.group("dst") == "ff:ff:ff:ff:ff:ff"))
-        return packets
-
     def garps(self, ip, mac, since, until=None):
         """Times of the gratuitous ARPs from ``mac`` announcing ``ip``."""
-        return [p["t"] for p in self.arp_packets()
-                if p["gratuitous"] and p["ip"] == ip and p["src"] == mac and p["t"] >= since
-                and (until is None or p["t"] <= until)]
+        return self.capture.garps(ip, mac, since, until)
 
     def wrong_sender(self, ip, mac, since):
         """Broadcast requests from ``mac`` for ``ip`` whose sender is another address.
@@ -404,9 +265,9 @@ class ClientArp:
         Thomas Habets' arping (Debian's ``arping``) sends these for ``arping -U VIP``
         without ``-S VIP``: they announce the sender address, not the VIP.
         """
-        return sorted({p["sender"] for p in self.arp_packets()
-                       if p["op"] == "request" and p["ip"] == ip and p["src"] == mac
-                       and p["sender"] != ip and p["t"] >= since})
+        return sorted({p["sender_ip"] for p in self.capture.packets(since)
+                       if p["op"] == "request" and p["target_ip"] == ip and p["src"] == mac
+                       and p["sender_ip"] != ip})
 
     def stop(self):
         self.neigh.stop()

@@ -30,7 +30,6 @@ REQUESTS = 12
 
 
 def walkthrough(ctx):
-    from topologies.service_lan import ServiceLanTopo
     try:
         service = load_service(ctx.file("service.yaml"))
     except ServiceConfigError as exc:

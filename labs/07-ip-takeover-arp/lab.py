@@ -18,7 +18,8 @@ servers, one client requesting the VIP every 50 ms.  The walk-through moves the 
      counts them (``redlab.faults.drop_garp``).
 
 At each step it shows the client's ``ip neigh``, the switch's flows and the
-controller's ``ip_moved`` events; the client's ARP packets are captured with tcpdump.
+controller's ``ip_moved`` events; the client's ARP packets are captured with tcpdump
+(``redlab.recorders.ArpCapture``).
 """
 
 import functools
@@ -32,6 +33,7 @@ from redlab.errors import RedlabError, WaitTimeout
 from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
+from redlab.recorders import ArpCapture
 from redlab.system import require_binary
 from redlab.wait import wait_until
 
@@ -117,72 +119,6 @@ class ScriptRun:
         return code, output.decode(errors="replace").strip()
 
 
-class Capture:
-    """tcpdump of ARP inside a host, one parsed packet per line (epoch time, MACs, what)."""
-
-    LINE = re.compile(r"^(\d+\.\d+) (\S+) > (\S+), ethertype ARP \(0x0806\), length \d+: "
-                      r"(?:Request who-has ([\d.]+)(?: \(([0-9a-f:]+)\))? tell ([\d.]+)"
-                      r"|Reply ([\d.]+) is-at ([0-9a-f:]+))")
-
-    def __init__(self, host):
-        self.host = host
-        self.intf = host.defaultIntf().name
-        self.out = host.run.file(host.name, "arp.tcpdump.txt")
-        self.proc = None
-
-    def __enter__(self):
-        tcpdump = require_binary("tcpdump", "lab 07 (the ARP capture in %s)" % self.host.name)
-        self._file = open(self.out, "w")
-        err = self.out.with_suffix(".err")
-        self._err = open(err, "w")
-        self.proc = self.host.popen([tcpdump, "-i", self.intf, "-n", "-e", "-l", "-tt",
-                                     "-s", "128", "arp"], stdout=self._file, stderr=self._err,
-                                    stdin=subprocess.DEVNULL)
-        self.host.run.record_process(self.proc.pid, "tcpdump in " + self.host.name)
-
-        def listening():
-            text = err.read_text(errors="replace")
-            if self.proc.poll() is not None:
-                raise RedlabError("tcpdump in %s exited: %s" % (self.host.name, text.strip()))
-            return "listening on" in text, text.strip() or "(nothing yet)"
-        try:
-            wait_until(listening, 5, "tcpdump to capture in %s" % self.host.name)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.host.run.forget_process(self.proc.pid)
-        self._file.close()
-        self._err.close()
-        return False
-
-    def packets(self, since=0.0):
-        result = []
-        for line in self.out.read_text(errors="replace").splitlines():
-            m = self.LINE.match(line)
-            if not m or float(m.group(1)) < since:
-                continue
-            t, src, dst = float(m.group(1)), m.group(2), m.group(3)
-            if m.group(4):
-                result.append(dict(t=t, src=src, dst=dst, op="request", target=m.group(4),
-                                   sender_ip=m.group(6),
-                                   gratuitous=m.group(4) == m.group(6)))
-            else:
-                result.append(dict(t=t, src=src, dst=dst, op="reply", sender_ip=m.group(7),
-                                   mac=m.group(8), gratuitous=False))
-        return result
-
-
 # -- what the walk-through shows ----------------------------------------------------------
 
 class Show:
@@ -241,11 +177,11 @@ class Show:
     def packets(self, packets, since):
         for p in packets:
             if p["op"] == "request":
-                what = ("GARP: %s is at %s" % (p["target"], self.name(p["src"]))
-                        if p["gratuitous"] else "who-has %s? tell %s" % (p["target"],
+                what = ("GARP: %s is at %s" % (p["target_ip"], self.name(p["src"]))
+                        if p["gratuitous"] else "who-has %s? tell %s" % (p["target_ip"],
                                                                            p["sender_ip"]))
             else:
-                what = "reply: %s is-at %s" % (p["sender_ip"], self.name(p["mac"]))
+                what = "reply: %s is-at %s" % (p["sender_ip"], self.name(p["sender_mac"]))
             self.ctx.say("    +%6.2f s  %-8s -> %-9s %s" % (p["t"] - since, self.name(p["src"]),
                                                           self.name(p["dst"]), what))
 
@@ -299,7 +235,7 @@ def measure(client, capture, probe, new_holder, vip, since, transitions, recover
         arp_updated_after=round(updated[0] - since, 3) if updated else None,
         states=[state for _t, state, _mac in transitions],
         unicast_probes_to_old_mac=sum(1 for p in packets if p["op"] == "request"
-                                      and p["target"] == vip and p["dst"] == old_holder.MAC()),
+                                      and p["target_ip"] == vip and p["dst"] == old_holder.MAC()),
         broadcast_requests=sum(1 for p in packets if p["op"] == "request"
                                and p["src"] == client.MAC() and p["dst"] == "ff:ff:ff:ff:ff:ff"),
         garps_seen=sum(1 for p in packets if p["gratuitous"] and p["src"] == new_mac),
@@ -390,7 +326,7 @@ def walkthrough(ctx):
                timers["ucast_solicit"], timers["retrans_time_ms"] / 1000.0, bound,
                next_packet, outage_bound))
 
-        with Capture(client) as capture:
+        with ArpCapture(client) as capture:
             # -- 1. web1 holds the VIP --------------------------------------------------
             say("\n== 1. web1 holds the VIP (現用機): its own address, and the VIP beside it ==")
             t1 = time.time()
@@ -457,7 +393,7 @@ def walkthrough(ctx):
                          # `arping VIP` without -U/-S: asks for the VIP from web1's own IP
                          other_ips=sorted({p["sender_ip"] for p in moved["packets"]
                                            if p["src"] == web1.MAC() and p["op"] == "request"
-                                           and p["target"] == vip and not p["gratuitous"]}))
+                                           and p["target_ip"] == vip and not p["gratuitous"]}))
             moved["_transitions"] = transitions
             summary(show, moved, t0, "with %s" % SCRIPT)
             show.neigh(client, "after")

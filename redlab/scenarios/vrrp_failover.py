@@ -11,7 +11,6 @@ The demo runs it twice:
   shows what happens without that.)
 """
 
-import time
 from dataclasses import dataclass, field
 
 from redlab import addressing

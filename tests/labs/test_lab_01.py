@@ -122,3 +122,25 @@ def test_a_copied_values_file_with_the_wrong_hostname_is_named(tmp_path):
     result = LAB.module.check_configs_identical(labs.Context(LAB, submission), {})
     assert not result.passed
     assert "r2.yaml says hostname 'r1'" in result.reason
+
+
+def test_the_student_does_the_procedure_at_the_cli(run_folder, capsys):
+    """`redlab run 01 --cli`: typed at the "r1 is dead" pause, `rewire r1 r2` is the procedure."""
+    pauses = ["", "diff\nrewire r1\nrewire r1 r2\nrewire r1 r2\n", ""]
+    _ctx, m = LAB.walkthrough(LAB.reference, run_folder=run_folder, cli_script=pauses)
+    out = capsys.readouterr().out
+    assert m["rewired_by"] == "student at the CLI"
+    assert m["recovered"] and m["time_to_recover"] <= LAB.module.RECOVERY_BOUND, out[-2000:]
+    assert m["spare_traffic_before_rewire"] and "this lab's commands: diff:" in out
+    assert "(no difference: r2 will do exactly what r1 did)" in out
+    assert "rewire: this bench has one failed router and one spare: type `rewire r1 r2`" in out
+    assert "cables moved (s1: s1-eth" in out and "r2 loaded r2.conf" in out
+    assert "rewire: the cables already moved" in out
+
+
+def test_diff_is_a_command_too(redlab_cmd):
+    import subprocess
+    out = subprocess.run(redlab_cmd + ["lab", "01", "diff"], capture_output=True, text=True)
+    assert out.returncode == 0 and "-> 2 line(s) differ: r2 is not a copy of r1." in out.stdout
+    out = subprocess.run(redlab_cmd + ["lab", "01", "dif"], capture_output=True, text=True)
+    assert out.returncode == 2 and "lab 01 has no command 'dif'; it has: diff" in out.stderr

@@ -109,26 +109,6 @@ def test_the_notes_arping_command_with_debians_arping_announces_the_wrong_addres
 
 # -- without a network ---------------------------------------------------------------------
 
-def test_observer_parsers_read_what_the_tools_print():
-    addr = ("[2026-11-28T08:36:17.689825] 3: web2-eth0    inet 10.0.0.100/24 scope global "
-            "secondary web2-eth0")
-    m = M.ADDR_LINE.match(addr)
-    assert m and m.group("ip") == V1 and not m.group("deleted")
-    assert M.ADDR_LINE.match("[2026-11-28T08:36:17.695460] Deleted " + addr.split("] ", 1)[1]) \
-        .group("deleted")
-    neigh = M.NEIGH_LINE.match("[2026-11-28T08:36:17.693345] 10.0.0.100 lladdr "
-                               "02:00:0a:00:00:0c STALE ")
-    assert neigh.group("ip") == V1 and "02:00:0a:00:00:0c" in neigh.group("rest")
-    garp = M.ARP_LINE.match(
-        "1795854984.813914 02:00:0a:00:00:0c > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), "
-        "length 58: Request who-has 10.0.0.100 (ff:ff:ff:ff:ff:ff) tell 10.0.0.100, length 44")
-    assert garp.group("tip") == garp.group("sip") == V1
-    reply = M.ARP_LINE.match(
-        "1795854986.885898 02:00:0a:00:00:0c > 02:00:0a:00:00:c9, ethertype ARP (0x0806), "
-        "length 42: Reply 10.0.0.100 is-at 02:00:0a:00:00:0c, length 28")
-    assert reply.group("rip") == V1 and reply.group("rmac") == "02:00:0a:00:00:0c"
-
-
 def _two(**over):
     two = dict(vips_up=True, peer_took_after=1.8, own_released_after=0.1,
                arp_moved_after_take=0.01, garps_from_taker=2, wrong_sender=[],

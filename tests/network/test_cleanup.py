@@ -76,3 +76,20 @@ def test_clean_leaves_other_programs_bridges_alone(redlab_cmd):
         assert "notredlab0" in ovs_bridges()
     finally:
         subprocess.run(["ovs-vsctl", "--if-exists", "del-br", "notredlab0"], check=True)
+
+
+def test_a_node_that_fails_half_way_leaves_no_shell(run_folder, monkeypatch):
+    """Mininet starts a node's shell before the node is registered anywhere: if the node's
+    start fails after that, only the harness knows the shell exists (the leak check after
+    this test proves it is gone)."""
+    from mininet.node import Node
+    original = Node.mountPrivateDirs
+
+    def fail_for_web1(node):
+        if node.name == "web1":
+            raise RuntimeError("web1's start failed after its shell started")
+        return original(node)
+    monkeypatch.setattr(Node, "mountPrivateDirs", fail_for_web1)
+    with pytest.raises(RuntimeError, match="after its shell started"):
+        Network(ServiceLanTopo(servers=1, dns=False), run_folder=run_folder).start()
+    assert registered_runs() == []
