@@ -89,6 +89,7 @@ class LoadBalancer(L2Switch):
         self.ids = {s.name: n for n, s in enumerate(svc.real_servers)}   # stable, for cookies
         self.health = {s.name: "up" for s in svc.real_servers}
         self.health_reason = {s.name: "not checked yet" for s in svc.real_servers}
+        self.checked = False        # a health checker has reported (it follows "servers")
         self.scheduler = make_scheduler(svc.lb_algo, **svc.scheduler_options())
         self.conns = ConnectionTable(persistence_timeout=svc.persistence_timeout)
         self.macs = {}               # real server ip -> mac, from ARP
@@ -501,7 +502,12 @@ class LoadBalancer(L2Switch):
         if cmd == "status":
             return self.status()
         if cmd == "health":
+            self.checked = True
             return self.set_health(request["server"], request["state"], request.get("reason", ""))
+        if cmd == "servers":                # the health checker follows this list
+            self.checked = True
+            return {"ok": True, "servers": [dict(name=s.name, ip=s.ip, port=s.port)
+                                            for s in self.servers]}
         if cmd == "connections":
             return {"ok": True, "connections": [
                 dict(client=c.client_ip, port=c.client_port, server=c.server, state=c.state)
@@ -544,8 +550,11 @@ class LoadBalancer(L2Switch):
                                            weight=spec.weight))
             self.configured_weight[spec.name] = spec.weight
             self.ids[spec.name] = max(self.ids.values(), default=-1) + 1
-            self.health[spec.name] = "up"
-            self.health_reason[spec.name] = "added"
+            # with a health checker (keepalived's alpha): out until its first checks pass;
+            # without one, in at once (ipvsadm -a)
+            self.health[spec.name] = "down" if self.checked else "up"
+            self.health_reason[spec.name] = ("added: waiting for its first health checks"
+                                             if self.checked else "added (no health checker)")
             self.refresh_next()
             self.event_log.emit("server_added", server=spec.name)
             return {"ok": True}

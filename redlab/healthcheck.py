@@ -284,7 +284,10 @@ class ControllerLink:
     """
 
     def __init__(self, path, snapshot, lock, stop, reply_timeout=2.0,
-                 backoff=(0.1, 1.0)):
+                 backoff=(0.1, 1.0), on_servers=None, sync_interval=0.5):
+        self.on_servers = on_servers
+        self.sync_interval = sync_interval
+        self.synced_at = 0.0
         self.path = path
         self.snapshot = snapshot
         self.lock = lock
@@ -322,6 +325,8 @@ class ControllerLink:
                     continue
                 delay, reported = self.backoff[0], False
             try:
+                if self.on_servers and time.monotonic() - self.synced_at >= self.sync_interval:
+                    self._sync()
                 try:
                     message = self.queue.get(timeout=0.1)
                 except queue.Empty:
@@ -354,10 +359,21 @@ class ControllerLink:
         self.sock.sendall((json.dumps(message) + "\n").encode())
         reply = b""
         while not reply.endswith(b"\n"):
-            chunk = self.sock.recv(4096)
+            chunk = self.sock.recv(65536)
             if not chunk:
                 raise ConnectionResetError("the controller closed the connection")
             reply += chunk
+        try:
+            return json.loads(reply)
+        except ValueError:
+            return None
+
+    def _sync(self):
+        """Ask the controller for its real servers (``redlab lb add/remove`` change them)."""
+        self.synced_at = time.monotonic()
+        reply = self._exchange({"cmd": "servers"})
+        if isinstance(reply, dict) and reply.get("ok") and "servers" in reply:
+            self.on_servers(reply["servers"])
 
     def _check_alive(self):
         readable, _, _ = select.select([self.sock], [], [], 0)
@@ -404,7 +420,8 @@ class Checker:
             folder = os.path.dirname(os.path.abspath(log_path))
             os.makedirs(folder, exist_ok=True)
             self._log_file = open(log_path, "a", buffering=1)
-        self.link = (ControllerLink(socket_path, self._snapshot, self.lock, self.stop_event)
+        self.link = (ControllerLink(socket_path, self._snapshot, self.lock, self.stop_event,
+                                    on_servers=self.sync)
                      if socket_path else None)
         self.threads = []
 
@@ -429,6 +446,8 @@ class Checker:
     def record(self, result):
         """Log ``result``, feed it to the state; log and send a state change."""
         with self.lock:
+            if not any(rs.name == result.server for rs in self.servers):
+                return None                      # removed while its check was running
             self._write({"t": result.at, "server": result.server, "ok": result.ok,
                          "detail": result.detail, "latency": result.latency,
                          "type": self.type})
@@ -468,12 +487,41 @@ class Checker:
         if self._log_file is not None and not self._log_file.closed:
             self._log_file.write(json.dumps(record) + "\n")
 
+    def sync(self, servers):
+        """Follow the controller's list of real servers: check added ones, drop removed ones.
+
+        An added server starts DOWN (keepalived's ``alpha``): it joins after ``rise``
+        passing checks, and the controller keeps it out until then.
+        """
+        from controllers.service import RealServerSpec
+        with self.lock:
+            wanted = {s["name"]: s for s in servers}
+            current = {rs.name for rs in self.servers}
+            removed = current - set(wanted)
+            for name in removed:
+                self.servers = [rs for rs in self.servers if rs.name != name]
+                self.state.remove(name)
+                self._write({"t": time.time(), "event": "removed", "server": name})
+            added = [RealServerSpec(name=s["name"], ip=s["ip"], port=int(s["port"]), weight=1)
+                     for name, s in wanted.items() if name not in current]
+            for rs in added:
+                self.servers.append(rs)
+                self.state.add(rs.name, DOWN)
+                self._write({"t": time.time(), "event": "added", "server": rs.name})
+        for rs in added:
+            self._start_thread(rs)
+        return added, removed
+
+    def _following(self, rs):
+        with self.lock:
+            return any(s is rs for s in self.servers)
+
     def _loop(self, rs):
         interval = max(float(self.hc.interval), 0.01)
         next_at = time.monotonic()
-        while not self.stop_event.is_set():
+        while not self.stop_event.is_set() and self._following(rs):
             result = self.check(rs)
-            if self.stop_event.is_set():
+            if self.stop_event.is_set() or not self._following(rs):
                 break
             self.record(result)
             next_at += interval
@@ -486,12 +534,15 @@ class Checker:
     def start(self):
         if self.link is not None:
             self.link.start()
-        for rs in self.servers:
-            thread = threading.Thread(target=self._loop, args=(rs,), daemon=True,
-                                      name="healthcheck-%s" % rs.name)
-            thread.start()
-            self.threads.append(thread)
+        for rs in list(self.servers):
+            self._start_thread(rs)
         return self
+
+    def _start_thread(self, rs):
+        thread = threading.Thread(target=self._loop, args=(rs,), daemon=True,
+                                  name="healthcheck-%s" % rs.name)
+        thread.start()
+        self.threads.append(thread)
 
     def stop(self, timeout=None):
         """Stop checking, wait briefly for checks in flight, flush and close the log."""

@@ -72,9 +72,21 @@ def test_live_weight_drain_add_remove(run_folder, redlab_cmd):
         out = subprocess.run(redlab_cmd + ["lb", "drain", "web1"], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         assert {lab.get()[1] for _ in range(4)} == {"web2"}
-        # add web3 live; it gets new connections at once
+        # add web3 live while its nginx is still down: the health checker follows the
+        # controller's list, and web3 gets nothing until its checks pass (rise 2)
+        nginx3 = lab["web3"].daemons["nginx"]
+        nginx3.stop()
         assert lab.control({"cmd": "add_server", "name": "web3", "ip": ap.web(3),
                             "port": 80, "weight": 1})["ok"]
+        added = {s["name"]: s for s in lab.status()["servers"]}["web3"]
+        assert added["health"] == "down" and "waiting for its first health checks" in \
+            added["reason"]
+        wait_until(lambda: (any(r["server"] == "web3" for r in lab.checker.results()),
+                            lab.checker.results()[-3:]), 5, "the checker to check web3")
+        assert {lab.get()[1] for _ in range(4)} == {"web2"}
+        nginx3.start()
+        wait_until(lambda: ({s["name"]: s["health"] for s in lab.status()["servers"]}["web3"]
+                            == "up", lab.status_text()), 5, "web3 to pass its checks")
         assert {lab.get()[1] for _ in range(4)} == {"web2", "web3"}
         # remove web2: no new connections, but its established one keeps working
         assert lab.control({"cmd": "remove_server", "server": "web2"})["ok"]

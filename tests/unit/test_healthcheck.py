@@ -113,6 +113,8 @@ class FakeController:
         self.lock = threading.Lock()
         self.listener = None
         self.conns = []
+        self.servers = None          # the real servers a "servers" request gets (None: none)
+        self.synced = 0
 
     def start(self):
         if os.path.exists(self.path):
@@ -138,9 +140,16 @@ class FakeController:
     def _serve(self, conn, number):
         try:
             for line in conn.makefile("r"):
+                message = json.loads(line)
                 with self.lock:
-                    self.messages.append((number, json.loads(line)))
-                conn.sendall(b'{"ok": true}\n')
+                    if message["cmd"] == "servers":
+                        self.synced += 1
+                        reply = {"ok": True, "servers": self.servers} \
+                            if self.servers is not None else {"ok": True}
+                    else:
+                        self.messages.append((number, message))
+                        reply = {"ok": True}
+                conn.sendall((json.dumps(reply) + "\n").encode())
         except (OSError, ValueError):
             pass
 
@@ -356,6 +365,39 @@ def test_checker_reports_down_and_up_and_resyncs_a_restarted_controller(
     # first connection may carry a snapshot if a check finished before it connected
     first = controller.received(connection=1)
     assert len(events) <= len(first) <= len(events) + 2 < len(results)
+
+
+def test_checker_follows_the_controllers_servers(web_500, short_dir):
+    """`redlab lb add/remove`: the checker checks an added server (DOWN until ``rise``
+    checks pass, keepalived's alpha) and stops checking a removed one."""
+    web1, web3 = WebServer(200, "ok").start(), WebServer(200, "ok").start()
+    controller = FakeController(str(short_dir / "control.sock")).start()
+    log = short_dir / "health.jsonl"
+    service = make_service([("web1", web1.port), ("web2", web_500.port)])
+    checker = Checker(service, socket_path=controller.path, log_path=str(log)).start()
+    try:
+        wait_until(lambda: controller.received("web2", "down"), 5, "web2 down")
+        assert controller.synced >= 1           # asked, got no list: nothing changes
+        assert [rs.name for rs in checker.servers] == ["web1", "web2"]
+        controller.servers = [dict(name="web1", ip=LO, port=web1.port),
+                              dict(name="web3", ip=LO, port=web3.port)]
+        up3 = wait_until(lambda: controller.received("web3", "up"), 5, "web3 checked and up")
+        assert up3[0]["reason"].startswith("http: HTTP 200")
+        assert [rs.name for rs in checker.servers] == ["web1", "web3"]
+        removed_at = time.time()
+        web3_checks = [r for r in read_log(log) if r.get("server") == "web3" and "ok" in r]
+        assert len(web3_checks) >= 2                # rise 2: two passing checks first
+        wait_until(lambda: any(r.get("event") == "removed" and r["server"] == "web2"
+                               for r in read_log(log)), 5, "web2 dropped")
+        later = wait_until(lambda: (controller.synced >= 3, controller.synced), 5, "syncs")
+        assert later >= 3
+        assert not [r for r in read_log(log) if r.get("server") == "web2" and "ok" in r
+                    and r["t"] > removed_at + 0.2]
+    finally:
+        checker.stop()
+        web1.stop()
+        web3.stop()
+        controller.stop()
 
 
 def test_checker_without_a_controller_keeps_checking_then_connects(web_ok, short_dir):
