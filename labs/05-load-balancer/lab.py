@@ -14,6 +14,7 @@ import time
 
 from controllers.service import ServiceConfigError, load_service
 from redlab import faults
+from redlab.errors import RedlabError
 from redlab.labs import failed, passed
 from redlab.lb import render_keepalived_lvs
 from redlab.net import Network
@@ -62,7 +63,10 @@ def part_a(ctx, m):
 def part_b(ctx, m, service):
     ctx.say("\nPart B: your service.yaml (health check: %s) behind the VIP %s"
             % (service.health_check.type, service.vip))
-    with LoadBalancedService(service, name="lab05-lb", run_folder=ctx.folder("lb")) as lab:
+    from topologies.service_lan import ServiceLanTopo
+    spare = len(service.real_servers) + 1         # one more server, racked but not in service
+    with LoadBalancedService(service, name="lab05-lb", run_folder=ctx.folder("lb"),
+                             topo=ServiceLanTopo(servers=spare, dns=False)) as lab:
         m["before"] = [lab.get(timeout=1) for _ in range(6)]
         ctx.say("  before: answers from %s" % sorted({s for _, s in m["before"]}))
         ctx.say(lab.status_text())
@@ -91,6 +95,8 @@ def part_b(ctx, m, service):
                                "http://%s/" % service.vip)
         fhang.undo()
         f500.undo()
+        if not ctx.grading:
+            scale_out(ctx, m, lab, "web%d" % spare)
         path = lab.network.run.file("director", "keepalived-lvs.conf")
         ok, output = render_keepalived_lvs(service, "director", path)
 
@@ -98,6 +104,31 @@ def part_b(ctx, m, service):
             % (path, "valid" if ok else output))
     if not ctx.grading:
         part_c(ctx, m, service)
+
+
+def scale_out(ctx, m, lab, name):
+    """The notes: more traffic than the servers can take -> add a server, keep the old ones."""
+    host = lab[name]
+    ctx.say("\nScale out: %s (%s) is racked and running; the operator adds it to the service "
+            "while clients keep using the VIP:\n  # redlab lb add %s %s" % (
+                name, host.IP(), name, host.IP()))
+    added = lab.control({"cmd": "add_server", "name": name, "ip": host.IP(),
+                         "port": lab.service.port, "weight": 1})
+    if not added["ok"]:
+        raise RedlabError("could not add %s: %s" % (name, added["error"]))
+    t0 = time.time()
+    hc = lab.service.health_check
+    wait_until(lambda: ({s["name"]: s["health"] for s in lab.status()["servers"]}[name] == "up",
+                        lab.status_text()), hc.rise * (hc.interval + hc.timeout) + 5,
+               "%s to pass its first health checks" % name)
+    joined = time.time() - t0
+    after = [lab.get(timeout=1) for _ in range(2 * REQUESTS)]
+    spread = collections.Counter(s or "-" for _, s in after)
+    m["scale_out"] = dict(server=name, joined_after=round(joined, 3), spread=dict(spread))
+    ctx.say("  %s joined after %.2f s (its health checks had to pass first, rise %d); %d "
+            "requests now: %s -- the old servers keep serving, the new one takes its share"
+            % (name, joined, hc.rise, len(after), dict(sorted(spread.items()))))
+    ctx.say(lab.status_text())
 
 
 def part_c(ctx, m, service):

@@ -33,6 +33,10 @@ def test_the_walkthrough_shows_the_matrix_and_the_ipvs_comparison(run_folder):
     assert set(m["detected"]) == {"web2", "web3"}
     assert {s for _, s in m["after"]} == {"web1"}
     assert "keepalived -t: valid" in out
+    # scale out: web4 joins once its checks pass and takes its share; the others keep theirs
+    grow = m["scale_out"]
+    assert grow["server"] == "web4" and grow["joined_after"] > 0
+    assert grow["spread"] == {"web1": 6, "web2": 6, "web3": 6, "web4": 6}, grow
     if kernel_has_ipvs():
         assert m["ipvs"]["detected"] is not None, m["ipvs"]
         assert {s for _, s in m["ipvs"]["after"]} == {"web1"}, m["ipvs"]
