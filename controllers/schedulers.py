@@ -153,24 +153,26 @@ def addr_fold(ip):
     return ((value >> 96) ^ (value >> 64) ^ (value >> 32) ^ value) & _U32
 
 
-def _weighted_least_conn(servers):
-    """The wlc loop (also ``__ip_vs_lblc_schedule``/``__ip_vs_lblcr_schedule``).
+def _weighted_least_conn(servers, overhead=None):
+    """The wlc loop (also sed's, ``__ip_vs_lblc_schedule``/``__ip_vs_lblcr_schedule``).
 
     First stage: the first server that is not overloaded and has weight > 0.  Second
     stage: every later non-overloaded server replaces it when
     ``loh * dest.weight > doh * least.weight`` (weight-0 servers can never satisfy this).
+    ``overhead`` is the load of one server: wlc's :func:`conn_overhead` by default.
     """
+    overhead = overhead or conn_overhead
     it = iter(servers)
     for dest in it:
         if not dest.overloaded and dest.weight > 0:
-            least, loh = dest, conn_overhead(dest)
+            least, loh = dest, overhead(dest)
             break
     else:
         return None
     for dest in it:
         if dest.overloaded:
             continue
-        doh = conn_overhead(dest)
+        doh = overhead(dest)
         if loh * dest.weight > doh * least.weight:
             least, loh = dest, doh
     return least
@@ -477,20 +479,7 @@ class ShortestExpectedDelay(Scheduler):
     name = "sed"
 
     def _schedule(self, servers, **_):
-        it = iter(servers)
-        for dest in it:
-            if not dest.overloaded and dest.weight > 0:
-                least, loh = dest, _sed_overhead(dest)
-                break
-        else:
-            return None
-        for dest in it:
-            if dest.overloaded:
-                continue
-            doh = _sed_overhead(dest)
-            if loh * dest.weight > doh * least.weight:
-                least, loh = dest, doh
-        return least
+        return _weighted_least_conn(servers, _sed_overhead)
 
 
 class NeverQueue(Scheduler):
