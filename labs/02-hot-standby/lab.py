@@ -17,11 +17,13 @@ from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
 from redlab.scenarios.vrrp_failover import arp_entry
+from redlab.student import ScriptRun
 from redlab.wait import WaitTimeout, wait_until
 
 TITLE = "Hot standby web server"
 TOPOLOGY = "topologies/vrrp_pair.py"
 MAX_RECOVERY = 10.0
+DEPLOY_TIMEOUT = 20.0     # s: a deploy.sh still running then is stopped
 
 
 def mac_in(entry):
@@ -53,8 +55,9 @@ def walkthrough(ctx):
         new_page = net.run.file("client1", "index-v2.html")
         new_page.write_text(version + "\n")
         ctx.say("\nRunning your deploy.sh on client1 to publish %r ..." % version)
-        env = "VIP=%s ACTIVE=%s STANDBY=%s" % (vip, active, standby)
-        out = client.cmd("%s sh %s %s; echo exit=$?" % (env, script, new_page))
+        code, out = ScriptRun(client, script, [new_page], shell="sh", timeout=DEPLOY_TIMEOUT,
+                              env=dict(VIP=vip, ACTIVE=active, STANDBY=standby)).finish()
+        out = "%s\nexit=%s" % (out, code)
         m["deploy_output"] = out.strip()
         m["deployed"] = version
         m["active_page"], m["standby_page"] = page(client, active), page(client, standby)

@@ -19,20 +19,18 @@ server (who held which VIP when), ``ip monitor neigh`` and tcpdump in the client
 
 import json
 import re
-import shlex
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from redlab import addressing as ap
-from redlab.daemons.base import Daemon
 from redlab.errors import WaitTimeout
 from redlab.faults import daemon_stop, host_crash
 from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
 from redlab.recorders import MAC_RE, AddressMonitor, ArpCapture, NeighbourMonitor
+from redlab.student import StudentScript
 from redlab.wait import wait_until
 
 TITLE = "DNS round robin + VIP takeover"
@@ -51,7 +49,6 @@ ARP_WATCH = 2.0            # how long the walk-through waits for the entry to mo
 TAKEOVER_WAIT = 6.0        # how long it waits for a peer to take a failed VIP
 RELEASE_WAIT = 3.0         # ... for a server to release its own VIP
 RETURN_WAIT = 6.0          # ... for a VIP to go back to its recovered owner
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def web(n):
@@ -93,61 +90,18 @@ def lasting(seconds):
 
 # -- the student's script, as a daemon of each web server --------------------------------
 
-class TakeoverScript(Daemon):
-    """``takeover.sh`` inside one web server, with its settings in the environment.
-
-    A daemon like nginx: its own folder (``<run>/webN/takeover/``: the script that ran,
-    ``takeover.env``, ``takeover.log``), recorded in the run registry, killed with its
-    host by ``host_crash`` and started again by the host's "reboot" (the fault's undo).
-    """
-
-    name = "takeover"
-    binary = "bash"
-    config_name = "takeover.env"
+class TakeoverScript(StudentScript):
+    """``takeover.sh`` inside one web server (``<run>/webN/takeover/``), its settings in
+    the environment: a daemon like nginx, killed with its host by ``host_crash`` and
+    started again by the host's "reboot" (the fault's undo)."""
 
     def __init__(self, node, script, my_vip, peers, **options):
-        super().__init__(node, **options)
-        self.source = Path(script)
-        self.settings = dict(
+        super().__init__(node, script, dict(
             SELF=node.name, INTF=intf(node.name), MY_VIP=my_vip,
             PEER_VIPS=" ".join(vip for vip, _ in peers),
             PEER_ADDRS=" ".join(addr for _, addr in peers),
-            PREFIX=str(ap.SERVICE.prefixlen), INTERVAL=str(INTERVAL),
-            TIMEOUT=str(CHECK_TIMEOUT))
-        self.log_offset = 0
-
-    @property
-    def script(self):
-        return self.path(SCRIPT)
-
-    def render(self):
-        shutil.copyfile(self.source, self.script)
-        self.config_file.write_text("".join("%s=%s\n" % (k, shlex.quote(v))
-                                            for k, v in self.settings.items()))
-
-    def dry_run(self):
-        return [self.binary_path, "-n", str(self.script)]
-
-    def command(self):
-        env = ["PATH=%s" % PATH] + ["%s=%s" % kv for kv in self.settings.items()]
-        return ["env"] + env + [self.binary_path, str(self.script)]
-
-    def start(self):
-        if not self.running:
-            with open(self.log_file, "a") as log:
-                log.write("--- redlab: %s starts %s with %s\n" % (
-                    time.strftime("%H:%M:%S"), SCRIPT,
-                    " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in self.settings.items())))
-            self.log_offset = self.log_file.stat().st_size
-        return super().start()
-
-    def lines(self, since_offset=None):
-        try:
-            with open(self.log_file, "rb") as log:
-                log.seek(self.log_offset if since_offset is None else since_offset)
-                return log.read().decode(errors="replace").splitlines()
-        except FileNotFoundError:
-            return []
+            PREFIX=ap.SERVICE.prefixlen, INTERVAL=INTERVAL, TIMEOUT=CHECK_TIMEOUT),
+            name="takeover", **options)
 
 
 # -- observers: what the network did, seen from outside the script --------------------

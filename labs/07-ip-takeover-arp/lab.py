@@ -34,6 +34,7 @@ from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
 from redlab.recorders import ArpCapture
+from redlab.student import ScriptRun
 from redlab.system import require_binary
 from redlab.wait import wait_until
 
@@ -88,35 +89,6 @@ def neigh(host, ip, intf):
 
 def holds(host, intf, cidr):
     return (" inet %s " % cidr) in host.cmd("ip -4 -o addr show dev %s" % intf)
-
-
-class ScriptRun:
-    """The student's script, started inside ``host``; the lab watches the client meanwhile."""
-
-    def __init__(self, host, path, args, timeout=SCRIPT_TIMEOUT):
-        self.timeout = timeout
-        self.proc = host.popen(["bash", str(path)] + list(args), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.started = time.time()
-        self.ended = None
-
-    def poll(self):
-        if self.ended is None and self.proc.poll() is not None:
-            self.ended = time.time()
-
-    def finish(self):
-        """``(exit code, output)``; a script still running ``timeout`` s after its start is
-        killed (its exit code is then a sentence)."""
-        try:
-            output, _ = self.proc.communicate(
-                timeout=max(0.1, self.started + self.timeout - time.time()))
-            code = self.proc.returncode
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            output, _ = self.proc.communicate()
-            code = "a timeout: it was still running after %.0f s" % self.timeout
-        self.poll()
-        return code, output.decode(errors="replace").strip()
 
 
 # -- what the walk-through shows ----------------------------------------------------------
@@ -371,7 +343,7 @@ def walkthrough(ctx):
             t0 = time.time()
             show.run(web2, "ip addr del %s dev %s" % (vip_cidr, w2))
             say("  web1# bash %s %s %s" % (script, w1, vip_cidr))
-            run = ScriptRun(web1, script, [w1, vip_cidr])
+            run = ScriptRun(web1, script, [w1, vip_cidr], timeout=SCRIPT_TIMEOUT)
             transitions, recovered = follow(client, probe, web1, vip, t0, outage_bound + 3,
                                             script=run)
             code, output = run.finish()
