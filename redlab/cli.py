@@ -190,6 +190,14 @@ def _last_checks(entry):
 def cmd_grade(args):
     from redlab import labs
     lab = labs.find(args.lab)
+    if args.class_dir:
+        reports = args.reports or "reports-%s" % lab.name
+        graded = labs.grade_class(lab, args.class_dir, reports)
+        print("\n== class summary (%s/summary.csv) ==" % reports)
+        for student, results in graded.items():
+            print("  %-20s %d of %d checks pass" % (student, sum(r.passed for r in results),
+                                                  len(results)))
+        return 0 if all(r.passed for results in graded.values() for r in results) else 1
     submission = args.submission or lab.submission
     results = lab.grade(submission, out=print if args.verbose else None)
     print(labs.report_text(lab, results))
@@ -255,6 +263,10 @@ def build_parser():
     p.add_argument("--submission", help="the student's folder (default: the lab's submission/)")
     p.add_argument("--junit", help="write a JUnit XML report")
     p.add_argument("--json", help="write a JSON report")
+    p.add_argument("--class", dest="class_dir", metavar="DIR",
+                   help="grade every student: DIR/<student>/ is one submission")
+    p.add_argument("--reports", metavar="DIR", help="with --class: where the reports go "
+                   "(<student>.json, <student>.xml, summary.csv; default reports-<lab>)")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("lab", help="a lab's own command that needs no network "

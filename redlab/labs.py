@@ -274,3 +274,41 @@ def write_junit(path, lab, results, submission):
         else:
             ET.SubElement(case, "failure", message=r.reason).text = r.reason
     ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
+
+
+def grade_class(lab, class_dir, reports_dir, out=print):
+    """Grade every student of a class: ``class_dir/<student>/`` is one submission.
+
+    Writes ``reports_dir/<student>.json`` and ``<student>.xml`` (JUnit) per student and
+    ``reports_dir/summary.csv`` (one row per student, one column per check: PASS/FAIL);
+    returns ``{student: [CheckResult]}``.  One student's broken work never stops the
+    others: it is graded failing with its reasons.
+    """
+    import csv
+    class_dir, reports_dir = Path(class_dir), Path(reports_dir)
+    if not class_dir.is_dir():
+        raise ConfigError("class folder %s does not exist" % class_dir)
+    students = sorted(p for p in class_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not students:
+        raise ConfigError("class folder %s has no student folders (one folder per student, "
+                          "holding that student's submission files)" % class_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    graded = {}
+    for folder in students:
+        out("== %s ==" % folder.name)
+        results = lab.grade(folder)
+        graded[folder.name] = results
+        write_json(reports_dir / ("%s.json" % folder.name), lab, results, folder)
+        write_junit(reports_dir / ("%s.xml" % folder.name), lab, results, folder)
+        out(report_text(lab, results))
+    names = []
+    for results in graded.values():
+        names += [r.name for r in results if r.name not in names]
+    with open(reports_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", "passed", "checks"] + names)
+        for student, results in graded.items():
+            by_name = {r.name: r for r in results}
+            writer.writerow([student, sum(r.passed for r in results), len(results)] + [
+                ("PASS" if by_name[n].passed else "FAIL") if n in by_name else "" for n in names])
+    return graded
