@@ -83,3 +83,57 @@ class HostAgent:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+
+class ClientAgent:
+    """:mod:`redlab.client_agent` in a host, driven one command line at a time.
+
+        agent = ClientAgent(net["client1"], vip, 80)
+        agent.ask("hold 3")        # -> ["web1", "web2", "web3"]
+        agent.ask("request")       # -> ["200:web1", ...]: do held connections still work?
+        agent.stop()               # closes everything (FINs from the client)
+    """
+
+    def __init__(self, host, vip, port, what="client agent"):
+        self.host, self.what = host, what
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        self.proc = host.popen([sys.executable, "-m", "redlab.client_agent", vip, str(port)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env=env)
+        host.run.record_process(self.proc.pid, "%s in %s" % (what, host.name))
+        self._buffer = b""
+
+    def ask(self, line, timeout=30):
+        """Send one command; its reply's words (after ``ok``), or RedlabError."""
+        import select
+        import time
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                raise RedlabError("the %s in %s did not answer %r (%s)" % (
+                    self.what, self.host.name, line, "exited" if self.proc.poll() is not None
+                    else "no answer in %ds" % timeout))
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    continue
+                self._buffer += chunk
+        reply, _, self._buffer = self._buffer.partition(b"\n")
+        reply = reply.decode().strip()
+        if not reply.startswith("ok"):
+            raise RedlabError("%s could not do %r: %s" % (self.host.name, line, reply))
+        return reply[2:].split()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.host.run.forget_process(self.proc.pid)

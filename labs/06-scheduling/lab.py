@@ -16,10 +16,6 @@ load balancer of ``controllers/lb.py``) and one client.  The walk-through
 """
 
 import collections
-import os
-import select
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,6 +24,7 @@ import yaml
 from controllers.schedulers import (ALGORITHMS, RealServer, dh_hashkey, make_scheduler,
                                     sh_hashkey)
 from redlab import addressing as ap
+from redlab.agent import ClientAgent
 from redlab.errors import RedlabError
 from redlab.labs import failed, passed
 from redlab.lb import web_service
@@ -38,7 +35,6 @@ TITLE = "Scheduling algorithms: one load, ten IPVS schedulers, predict the next 
 TOPOLOGY = "topologies/service_lan.py"
 
 HERE = Path(__file__).resolve().parent
-AGENT = HERE / "client_agent.py"
 STATES_FILE = HERE / "states.yaml"
 PREDICTIONS = "predictions.yaml"
 
@@ -150,52 +146,6 @@ def kernel_picks(algo, servers, pattern, client_ip, dest_ip):
     return picks
 
 
-# -- the client inside client1 -----------------------------------------------------------
-
-class ClientAgent:
-    """``client_agent.py`` running in a host, driven one line at a time."""
-
-    def __init__(self, host, vip, port):
-        self.host = host
-        self.proc = host.popen([sys.executable, str(AGENT), vip, str(port)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
-        host.run.record_process(self.proc.pid, "lab 06 client agent in " + host.name)
-        self._buffer = b""
-
-    def ask(self, line, timeout=30):
-        self.proc.stdin.write((line + "\n").encode())
-        self.proc.stdin.flush()
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                raise RedlabError("the client agent in %s did not answer %r (%s)" % (
-                    self.host.name, line, "exited" if self.proc.poll() is not None
-                    else "no answer in %ds" % timeout))
-            if select.select([fd], [], [], left)[0]:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    continue
-                self._buffer += chunk
-        reply, _, self._buffer = self._buffer.partition(b"\n")
-        reply = reply.decode().strip()
-        if not reply.startswith("ok"):
-            raise RedlabError("client1 could not do %r: %s" % (line, reply))
-        return reply[2:].split()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.host.run.forget_process(self.proc.pid)
-
-
 # -- the bench: service + client + helpers --------------------------------------------------
 
 class Bench:
@@ -214,7 +164,7 @@ class Bench:
                 raise RedlabError("cannot add the policy-routing rule that keeps connections "
                                   "half-open in %s (iproute2 >= 4.17 needed): %s"
                                   % (name, host.cmd("ip rule show").strip()))
-        self.agent = ClientAgent(lab.client, self.vip, lab.service.port)
+        self.agent = ClientAgent(lab.client, self.vip, lab.service.port, "lab 06 client")
 
     def stop(self):
         self.agent.stop()

@@ -1,6 +1,10 @@
-"""The lab's client: runs *inside* client1 and makes the connections it is told to.
+"""A client that makes the connections it is told to: runs *inside* a client host.
 
-    python3 client_agent.py VIP PORT        (one command per line on stdin)
+    python -m redlab.client_agent VIP PORT        (one command per line on stdin)
+
+Driven by :class:`redlab.agent.ClientAgent`.  Load balancer tests and labs use it to
+hold connections open (ActiveConn), leave them half-open or closed (InActConn), and to
+ask whether held connections still work after a failover or a controller restart.
 
 Commands, each answered by one line on stdout that starts with ``ok`` or ``error``:
 
@@ -16,6 +20,8 @@ Commands, each answered by one line on stdout that starts with ``ok`` or ``error
     halfopen PORT N  N connection attempts from source ports PORT..PORT+N-1 that are left
                      half-open (the lab's server drops its SYN-ACK to those ports), so the
                      load balancer counts them in InActConn -> ``ok``
+    request          one more GET on every held connection -> ``ok 200:web1 200:web2 ...``
+                     (``0:ERROR`` for a connection that no longer works)
     close            close every held and half-open connection -> ``ok N``
 
 Stdlib only, bounded: every connection has a timeout, and the agent exits on EOF.
@@ -29,6 +35,11 @@ TIMEOUT = 3.0
 
 def read_response(sock):
     """Read one HTTP response; return the X-Served-By value (None if absent)."""
+    return read_status_and_server(sock)[1]
+
+
+def read_status_and_server(sock):
+    """Read one HTTP response; return ``(status, X-Served-By or None)``."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(4096)
@@ -36,6 +47,7 @@ def read_response(sock):
             raise OSError("connection closed before the response headers")
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
     served, length = None, 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -49,7 +61,7 @@ def read_response(sock):
         if not chunk:
             break
         body += chunk
-    return served
+    return status, served
 
 
 class Agent:
@@ -58,7 +70,7 @@ class Agent:
         self.held = []
         self.half_open = []
 
-    def request(self, keep, source=None):
+    def _new(self, keep, source=None):
         sock = socket.create_connection((self.host, self.port), timeout=TIMEOUT,
                                         source_address=(source, 0) if source else None)
         try:
@@ -79,11 +91,11 @@ class Agent:
         for letter in pattern:
             if letter not in "HS":
                 raise ValueError("load takes H and S letters, got %r" % letter)
-            out.append("%s:%s" % (letter, self.request(keep=letter == "H", source=source)))
+            out.append("%s:%s" % (letter, self._new(keep=letter == "H", source=source)))
         return " ".join(out)
 
     def hold(self, n):
-        return " ".join(self.request(keep=True) for _ in range(int(n)))
+        return " ".join(self._new(keep=True) for _ in range(int(n)))
 
     def halfopen(self, port, n):
         for p in range(int(port), int(port) + int(n)):
@@ -94,6 +106,17 @@ class Agent:
             sock.connect_ex((self.host, self.port))     # EINPROGRESS: the SYN is out
             self.half_open.append(sock)
         return ""
+
+    def request(self):
+        out = []
+        for sock in self.held:
+            try:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: keep-alive\r\n\r\n")
+                status, served = read_status_and_server(sock)
+                out.append("%d:%s" % (status, served or "?"))
+            except (OSError, ValueError, IndexError):
+                out.append("0:ERROR")
+        return " ".join(out)
 
     def close(self):
         n = len(self.held) + len(self.half_open)
@@ -111,7 +134,7 @@ def main(argv):
             continue
         try:
             command = getattr(agent, words[0]) if words[0] in (
-                "load", "hold", "halfopen", "close") else None
+                "load", "hold", "halfopen", "request", "close") else None
             if command is None:
                 raise ValueError("unknown command %r" % words[0])
             reply = "ok " + command(*words[1:])
