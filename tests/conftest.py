@@ -48,6 +48,16 @@ def _network_ready():
     return None
 
 
+def _session_alive(folder):
+    """Is the pytest that owns this test-run folder still running?"""
+    try:
+        pid = int((folder / "pytest.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 @pytest.fixture(scope="session")
 def session_runs():
     if os.geteuid() == 0:
@@ -57,11 +67,14 @@ def session_runs():
         if cleaned:
             print("\nredlab clean before the tests:\n  " + "\n  ".join(report))
     TEST_RUNS.mkdir(parents=True, exist_ok=True)
-    old = sorted((p for p in TEST_RUNS.iterdir() if p.is_dir()), key=lambda p: p.name)
+    # keep the newest sessions as evidence; never touch one whose pytest still runs
+    old = sorted((p for p in TEST_RUNS.iterdir() if p.is_dir() and not _session_alive(p)),
+                 key=lambda p: p.name)
     for stale in old[:max(0, len(old) - (KEEP_SESSIONS - 1))]:
         shutil.rmtree(stale, ignore_errors=True)
-    folder = TEST_RUNS / time.strftime("%Y%m%d-%H%M%S")
+    folder = TEST_RUNS / ("%s-%d" % (time.strftime("%Y%m%d-%H%M%S"), os.getpid()))
     folder.mkdir(exist_ok=True)
+    (folder / "pytest.pid").write_text(str(os.getpid()))
     os.environ["REDLAB_TEST_SESSION"] = folder.name
     os.environ["REDLAB_RUN_ROOT"] = str(folder / "_runs")
     return folder
