@@ -20,6 +20,9 @@ Commands, each answered by one line on stdout that starts with ``ok`` or ``error
     halfopen PORT N  N connection attempts from source ports PORT..PORT+N-1 that are left
                      half-open (the lab's server drops its SYN-ACK to those ports), so the
                      load balancer counts them in InActConn -> ``ok``
+    fetch N PATH     N GETs of PATH at the same time, each on its own connection
+                     -> ``ok web1:1.234 web3:2.345 ...`` (who served it, seconds to the
+                     last byte), in the order the connections were opened
     request          one more GET on every held connection -> ``ok 200:web1 200:web2 ...``
                      (``0:ERROR`` for a connection that no longer works)
     close            close every held and half-open connection -> ``ok N``
@@ -56,11 +59,12 @@ def read_status_and_server(sock):
             served = value.strip().decode()
         elif name == b"content-length":
             length = int(value.strip())
-    while len(body) < length:
-        chunk = sock.recv(4096)
+    received = len(body)
+    while received < length:
+        chunk = sock.recv(65536)
         if not chunk:
             break
-        body += chunk
+        received += len(chunk)
     return status, served
 
 
@@ -107,6 +111,31 @@ class Agent:
             self.half_open.append(sock)
         return ""
 
+    def fetch(self, n, path):
+        import threading
+        import time
+        results = [None] * int(n)
+
+        def one(i):
+            start = time.monotonic()
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=60)
+                try:
+                    sock.sendall(b"GET %s HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+                                 % path.encode())
+                    _, served = read_status_and_server(sock)
+                finally:
+                    sock.close()
+                results[i] = "%s:%.3f" % (served or "?", time.monotonic() - start)
+            except (OSError, ValueError, IndexError) as exc:
+                results[i] = "ERROR:%s" % type(exc).__name__
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(int(n))]
+        for i, thread in enumerate(threads):
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return " ".join(results)
+
     def request(self):
         out = []
         for sock in self.held:
@@ -134,7 +163,7 @@ def main(argv):
             continue
         try:
             command = getattr(agent, words[0]) if words[0] in (
-                "load", "hold", "halfopen", "request", "close") else None
+                "load", "hold", "halfopen", "fetch", "request", "close") else None
             if command is None:
                 raise ValueError("unknown command %r" % words[0])
             reply = "ok " + command(*words[1:])

@@ -20,6 +20,7 @@ import inspect
 import os
 import sys
 
+from mininet.link import TCLink
 from mininet.topo import Topo
 
 # `mn --custom` runs this file without __file__ and without redlab on its path
@@ -33,11 +34,17 @@ ZONE = "lab.example"
 
 
 class ServiceLanTopo(Topo):
-    def build(self, servers=3, dns=True, director=True, ttl=60):
+    def build(self, servers=3, dns=True, director=True, ttl=60, bw=None):
+        """``bw``: each web server's link capacity in Mbit/s (web1 first; tc htb on
+        both ends), for servers of different capacity; None: unshaped links."""
+        if bw is not None and len(bw) != servers:
+            raise ValueError("bw needs one capacity per web server (%d), got %r" % (servers, bw))
         s1 = self.addSwitch("s1")
         self.addLink(self.addHost("client1", cls=Client, ip=ap.cidr(ap.client(1, ap.SERVICE))), s1)
         for n in range(1, servers + 1):
-            self.addLink(self.addHost("web%d" % n, cls=WebServer, ip=ap.cidr(ap.web(n))), s1)
+            shaped = dict(cls=TCLink, bw=bw[n - 1]) if bw else {}
+            self.addLink(self.addHost("web%d" % n, cls=WebServer, ip=ap.cidr(ap.web(n))), s1,
+                         **shaped)
         if dns:
             records = [("www", ap.web(n)) for n in range(1, servers + 1)]
             dns1 = self.addHost("dns1", cls=DNSServer, ip=ap.cidr(ap.dns(1)),

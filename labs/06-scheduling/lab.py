@@ -47,6 +47,9 @@ HALF_OPEN_PORTS = (61000, 61999)    # client source ports whose SYN-ACK the serv
 EPHEMERAL_PORTS = "32768 60999"     # client1's own ports, kept out of that range
 READS_INACTIVE = ("lc", "wlc", "lblc", "lblcr")   # schedulers whose choice reads InActConn
 SH_CLIENTS = 3                      # client addresses of the sh demonstration
+CAPACITY_MBIT = (12, 8, 4)          # part 4: the servers' link capacities, 3:2:1 like WEIGHTS
+CAPACITY_FILE = 500000              # part 4: bytes per download
+CAPACITY_DOWNLOADS = 12             # part 4: downloads at the same time
 
 # where the course notes and the kernel part ways (controllers/schedulers.py docstrings)
 HINTS = {
@@ -495,9 +498,58 @@ def walkthrough(ctx):
             bench.drain()
         finally:
             bench.stop()
+    if not ctx.grading:             # a demonstration: grading skips it
+        measured["capacity"] = capacity(ctx)
     measured["seconds"] = round(time.monotonic() - started, 1)
     ctx.say("\nwalk-through took %.1f s" % measured["seconds"])
     return measured
+
+
+def capacity(ctx, size=CAPACITY_FILE, n=CAPACITY_DOWNLOADS):
+    """The notes: spread evenly over servers of different capacity, the load is uneven.
+
+    The links really differ here (tc htb: CAPACITY_MBIT), and client1 fetches ``n`` files
+    at once under rr and under wrr with weights in the same 3:2:1 ratio.
+    """
+    from topologies.service_lan import ServiceLanTopo
+    ctx.say("\n4. Capacity for real: web1, web2, web3 now sit behind links of %s Mbit/s "
+            "(tc htb), and client1 downloads %d files of %d kB at once through the VIP."
+            % ("/".join(map(str, CAPACITY_MBIT)), n, size // 1000))
+    service = web_service("rr", weights=WEIGHTS, check="tcp")
+    result = {}
+    with LoadBalancedService(service, name="lab06-capacity", checker=False,
+                             run_folder=ctx.folder("capacity"),
+                             topo=ServiceLanTopo(servers=3, dns=False, bw=CAPACITY_MBIT)) as lab:
+        for name in SERVERS:
+            lab[name].daemons["nginx"].publish("x" * size, "big.bin")
+        agent = ClientAgent(lab.client, service.vip, service.port, "lab 06 downloader")
+        try:
+            for algo in ("rr", "wrr"):
+                if not lab.control({"cmd": "set_scheduler", "lb_algo": algo})["ok"]:
+                    raise RedlabError("the controller refused the scheduler %s" % algo)
+                times = collections.defaultdict(list)
+                for answer in agent.ask("fetch %d /big.bin" % n, timeout=120):
+                    server, _, seconds = answer.partition(":")
+                    times[server].append(float(seconds))
+                if set(times) - set(SERVERS):
+                    raise RedlabError("some downloads failed: %s" % dict(times))
+                result[algo] = {name: dict(files=len(times[name]),
+                                           slowest=round(max(times[name], default=0), 2))
+                                for name in SERVERS}
+                ctx.say("   %-4s %s   all done after %.2f s" % (algo, "   ".join(
+                    "%s: %d files, last done after %.2f s" % (
+                        name, result[algo][name]["files"], result[algo][name]["slowest"])
+                    for name in SERVERS), max(r["slowest"] for r in result[algo].values())))
+            ctx.pause(lab.network, "the links are shaped: `web3 tc class show dev web3-eth0`; "
+                      "try `client1 curl -s -o /dev/null -w '%%{time_total}\\n' "
+                      "http://%s/big.bin` a few times" % service.vip)
+        finally:
+            agent.stop()
+    ctx.say("   rr gives every server the same number of files, so the small server (web3) "
+            "is still sending long after web1 is idle: the load is uneven.  wrr with weights "
+            "for the capacities gives each server work in proportion, and all finish "
+            "together, sooner.")
+    return result
 
 
 def spread_table(spread, weights):

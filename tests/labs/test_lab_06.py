@@ -78,3 +78,21 @@ def test_starter_submission_says_what_to_fill_in():
     assert not result.passed
     assert "state wlc needs 6 picks, you gave 0" in result.reason, result.reason
     assert all("state %s needs 6 picks" % s in result.reason for s in ("sed", "lblc", "lblcr"))
+
+
+def test_capacity_rr_leaves_the_small_server_behind_wrr_does_not(run_folder):
+    """Part 4 (not graded): links of 12/8/4 Mbit/s; rr sends each server the same number of
+    downloads, wrr 3:2:1.  Only orderings are checked, within one run: the small server
+    finishes last under rr, and wrr evens out when the servers finish."""
+    lines = []
+    ctx = Context(LAB, LAB.reference, run_folder=run_folder, out=lines.append)
+    m = LAB.module.capacity(ctx)
+    rr, wrr = m["rr"], m["wrr"]
+    assert [rr[s]["files"] for s in ("web1", "web2", "web3")] == [4, 4, 4], rr
+    assert [wrr[s]["files"] for s in ("web1", "web2", "web3")] == [6, 4, 2], wrr
+    assert rr["web1"]["slowest"] < rr["web2"]["slowest"] < rr["web3"]["slowest"], rr
+    spread = {a: max(r["slowest"] for r in m[a].values()) - min(r["slowest"] for r in
+                                                                  m[a].values()) for a in m}
+    assert spread["wrr"] < spread["rr"] / 2, m
+    assert max(r["slowest"] for r in wrr.values()) < rr["web3"]["slowest"], m
+    assert "all done after" in "\n".join(lines)
