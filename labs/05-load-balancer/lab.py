@@ -55,9 +55,29 @@ def part_a(ctx, m):
                  run_folder=ctx.folder("matrix")) as net:
         with Matrix(net, interval=0.2, timeout=0.5, out=ctx.say) as matrix:
             m["matrix"] = matrix.run()
+            m["check_cost"] = check_cost(net, matrix)
         ctx.pause(net, "try it: web1 kill -STOP $(pgrep -f 'nginx: master') ; "
                        "director curl -m1 http://10.0.0.11/")
     ctx.say(markdown(m["matrix"]))
+    cost = m["check_cost"]
+    ctx.say("\nWhat the checks cost web1 (the notes: an L7 check may load the server): the "
+            "checkers made %s checks; web1's nginx access log shows %d requests from the "
+            "director, all %s -- every HTTP check is a request the web server handles; a TCP "
+            "check is only a handshake (nginx accepts and closes it, no request), and a ping "
+            "is answered by web1's kernel without nginx."
+            % (", ".join("%d %s" % (cost["checks"][c], c) for c in ("icmp", "tcp", "http")),
+               cost["nginx_requests"], " ".join("GET %s" % p for p in cost["paths"]) or "-"))
+
+
+def check_cost(net, matrix):
+    """How many checks each checker made, and how many reached web1's nginx as requests."""
+    director = net["director"].IP()
+    log = net["web1"].daemons["nginx"].path("access.log")
+    lines = [line for line in log.read_text(errors="replace").splitlines()
+             if line.startswith(director + " ")] if log.exists() else []
+    paths = sorted({line.split('"')[1].split()[1] for line in lines if line.count('"') >= 2})
+    return dict(checks={c: len(checker.results()) for c, checker in matrix.checkers.items()},
+                nginx_requests=len(lines), paths=paths)
 
 
 def part_b(ctx, m, service):

@@ -30,6 +30,10 @@ def test_the_walkthrough_shows_the_matrix_and_the_ipvs_comparison(run_folder):
         row = m["matrix"][fault]
         assert {check for check, t in row.items() if t is not None} == seen_by, (fault, row)
     assert "| HTTP 500 | missed | missed |" in out
+    # the price of an L7 check: its checks are requests in the web server's log, the others not
+    cost = m["check_cost"]
+    assert 0 < cost["nginx_requests"] <= cost["checks"]["http"] and cost["paths"] == ["/health"]
+    assert cost["checks"]["icmp"] > 0 and cost["checks"]["tcp"] > 0
     assert set(m["detected"]) == {"web2", "web3"}
     assert {s for _, s in m["after"]} == {"web1"}
     assert "keepalived -t: valid" in out
