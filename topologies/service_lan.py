@@ -34,9 +34,11 @@ ZONE = "lab.example"
 
 
 class ServiceLanTopo(Topo):
-    def build(self, servers=3, dns=True, director=True, ttl=60, bw=None):
+    def build(self, servers=3, dns=True, director=True, ttl=60, bw=None, dns_to="web"):
         """``bw``: each web server's link capacity in Mbit/s (web1 first; tc htb on
-        both ends), for servers of different capacity; None: unshaped links."""
+        both ends), for servers of different capacity; None: unshaped links.
+        ``dns_to``: the A records name the servers' own addresses ("web") or one VIP
+        per server ("vip", see topologies/vip_takeover.py)."""
         if bw is not None and len(bw) != servers:
             raise ValueError("bw needs one capacity per web server (%d), got %r" % (servers, bw))
         s1 = self.addSwitch("s1")
@@ -46,7 +48,8 @@ class ServiceLanTopo(Topo):
             self.addLink(self.addHost("web%d" % n, cls=WebServer, ip=ap.cidr(ap.web(n))), s1,
                          **shaped)
         if dns:
-            records = [("www", ap.web(n)) for n in range(1, servers + 1)]
+            address = {"web": ap.web, "vip": ap.vip}[dns_to]
+            records = [("www", address(n)) for n in range(1, servers + 1)]
             dns1 = self.addHost("dns1", cls=DNSServer, ip=ap.cidr(ap.dns(1)),
                                 dns=dict(zone=ZONE, records=records, ttl=ttl))
             self.addLink(dns1, s1)

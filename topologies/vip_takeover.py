@@ -23,29 +23,18 @@ import inspect
 import os
 import sys
 
-from mininet.topo import Topo
-
 # `mn --custom` runs this file without __file__ and without redlab on its path
 _HERE = os.path.abspath(inspect.getframeinfo(inspect.currentframe()).filename)
 sys.path.insert(0, os.path.dirname(os.path.dirname(_HERE)))
 
-from redlab import addressing as ap  # noqa: E402
-from redlab.nodes import Client, DNSServer, WebServer  # noqa: E402
-
-ZONE = "lab.example"
+from topologies.service_lan import ZONE, ServiceLanTopo  # noqa: E402,F401
 
 
-class VipTakeoverTopo(Topo):
+class VipTakeoverTopo(ServiceLanTopo):
+    """service_lan without a director, whose DNS lists one VIP per server."""
+
     def build(self, servers=3, dns=True, ttl=30):
-        s1 = self.addSwitch("s1")
-        self.addLink(self.addHost("client1", cls=Client, ip=ap.cidr(ap.client(1, ap.SERVICE))), s1)
-        for n in range(1, servers + 1):
-            self.addLink(self.addHost("web%d" % n, cls=WebServer, ip=ap.cidr(ap.web(n))), s1)
-        if dns:
-            records = [("www", ap.vip(n)) for n in range(1, servers + 1)]
-            dns1 = self.addHost("dns1", cls=DNSServer, ip=ap.cidr(ap.dns(1)),
-                                dns=dict(zone=ZONE, records=records, ttl=ttl))
-            self.addLink(dns1, s1)
+        super().build(servers=servers, dns=dns, director=False, ttl=ttl, dns_to="vip")
 
 
 topos = {"vip_takeover": VipTakeoverTopo}
