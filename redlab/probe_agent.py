@@ -38,6 +38,25 @@ def request(host, port, path, timeout):
         conn.close()
 
 
+def paced(interval, max_requests, max_seconds, stopped, jitter=0.0, wait=time.sleep):
+    """Yield 0, 1, 2, ... one every ``interval`` s (each gap varied by +-``jitter`` of it),
+    until ``max_requests``, ``max_seconds`` or ``stopped()``.  A slow step shifts the
+    schedule instead of bursting to catch up."""
+    import random
+    started = time.monotonic()
+    next_at = started
+    for seq in range(max_requests):
+        if stopped() or time.monotonic() - started > max_seconds:
+            return
+        yield seq
+        next_at += interval * (random.uniform(1 - jitter, 1 + jitter) if jitter else 1)
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            wait(delay)
+        else:
+            next_at = time.monotonic()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m redlab.probe_agent")
     parser.add_argument("--url", required=True)
@@ -52,12 +71,8 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
-    started = time.monotonic()
-    next_at = started
     with open(args.out, "a", buffering=1) as out:
-        for seq in range(args.max_requests):
-            if _stop or time.monotonic() - started > args.max_seconds:
-                break
+        for seq in paced(args.interval, args.max_requests, args.max_seconds, lambda: _stop):
             t = time.time()
             status, server, body, error = request(host, port, path, args.timeout)
             end = time.time()
@@ -65,12 +80,6 @@ def main(argv=None):
                 "seq": seq, "t": t, "end": end, "ok": status == 200, "status": status,
                 "server": server, "body": body.decode(errors="replace").strip()[:80],
                 "error": error}) + "\n")
-            next_at += args.interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_at = time.monotonic()
     return 0
 
 

@@ -23,14 +23,14 @@ what Squid 2.6-3.5 does by default (``balance_on_multiple_ip off``).  Unlike Squ
 does not try the next address when the first fails: a server it cannot reach becomes an
 error page (HTTP 502) for the user at once.  Every resolution is logged.
 
-Stdlib only, plus ``dig`` (bind9-dnsutils): the hosts share one filesystem, so there
+Stdlib, ``dig`` (bind9-dnsutils) and the probe's pacing (``redlab.probe_agent.paced``): the
+hosts share one filesystem, so there
 is no per-host ``resolv.conf``; every program names its resolver.
 """
 
 import argparse
 import http.client
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -38,6 +38,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from redlab.probe_agent import paced
 
 NAME = "www.lab.example"
 _stop = threading.Event()
@@ -82,12 +84,9 @@ def http_get(address, host, timeout, port=80, path="/"):
 def user(args):
     cached, expires = None, 0.0
     proxy_host, _, proxy_port = (args.proxy or "").partition(":")
-    started = time.monotonic()
-    next_at = started
     with open(args.out, "a", buffering=1) as out:
-        for seq in range(args.max_requests):
-            if _stop.is_set() or time.monotonic() - started > args.max_seconds:
-                break
+        for seq in paced(args.interval, args.max_requests, args.max_seconds, _stop.is_set,
+                         jitter=0.5, wait=_stop.wait):
             t = time.time()
             sample = {"seq": seq, "t": t, "ok": False, "status": None, "server": None,
                       "address": None, "resolved": False, "error": None}
@@ -119,12 +118,6 @@ def user(args):
                 sample["error"] = "%s: %s" % (type(exc).__name__, exc)
             sample["end"] = time.time()
             out.write(json.dumps(sample) + "\n")
-            next_at += args.interval * random.uniform(0.5, 1.5)
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                _stop.wait(delay)
-            else:
-                next_at = time.monotonic()
     return 0
 
 
