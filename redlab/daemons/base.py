@@ -154,11 +154,16 @@ class Daemon:
                 pass
 
     def reload(self):
-        """Re-render, dry-run and tell the daemon to re-read its config (SIGHUP)."""
+        """Re-render, dry-run and tell the daemon to re-read its config (SIGHUP).
+
+        Only the main process gets the signal, as with ``kill -HUP $(cat pidfile)``: it
+        passes the reload on to its workers or children (keepalived reloaded twice when
+        its VRRP child got a SIGHUP of its own as well)."""
         self.render()
         self.prepare()
         self.check()
-        self.signal(signal.SIGHUP)
+        if self.running:
+            self.proc.send_signal(signal.SIGHUP)
 
     def request_stop(self):
         """Send the stop signal without waiting (``stop()`` then reaps)."""

@@ -30,7 +30,7 @@ class Keepalived(Daemon):
 
     def __init__(self, node, vip, vrid=51, priority=100, state="BACKUP", interface=None,
                  advert_int=1, use_vmac=False, nopreempt=False, garp=True, instance="VI_1",
-                 garp_master_delay=None, **options):
+                 garp_master_delay=None, check_http=None, **options):
         super().__init__(node, **options)
         if not 1 <= vrid <= 255:
             raise ConfigError("%s/keepalived: virtual_router_id must be 1-255, not %r"
@@ -49,6 +49,9 @@ class Keepalived(Daemon):
         self.instance = instance
         self.garp_master_delay = garp_master_delay
         self.garp_filter = None
+        # the application check (vrrp_script + track_script): None = VRRP alone, which
+        # only notices a dead host or keepalived, never a dead web service
+        self.check_http = check_http
 
     @property
     def states_log(self):
@@ -67,7 +70,21 @@ class Keepalived(Daemon):
                     vrid=self.vrid, priority=self.priority, advert_int=self.advert_int,
                     use_vmac=self.use_vmac, nopreempt=self.nopreempt,
                     vips=self.vips, notify_script=str(self.path("notify.sh")),
-                    vrrp_garp_master_delay=self.garp_master_delay)
+                    vrrp_garp_master_delay=self.garp_master_delay,
+                    check=self.http_check_values())
+
+    def http_check_values(self):
+        """``check_http=dict(port=80, path="/", interval=1, fall=2, rise=2, timeout=1)``:
+        curl the host's own web service; failing ``fall`` times in a row puts the
+        instance in FAULT, so it releases the VIP and a backup takes over."""
+        if not self.check_http:
+            return None
+        c = dict(port=80, path="/", interval=1, fall=2, rise=2, timeout=1)
+        c.update(self.check_http if isinstance(self.check_http, dict) else {})
+        c["url"] = "http://%s:%d%s" % (self.node.IP(), c["port"], c["path"])
+        from redlab.system import require_binary
+        c["curl"] = require_binary("curl", "%s (its vrrp_script)" % self.where)
+        return c
 
     def prepare(self):
         if self.use_vmac:
@@ -116,7 +133,7 @@ class Keepalived(Daemon):
 
     def ready(self):
         state = self.current_state()
-        return state in ("BACKUP", "MASTER"), "state %s" % state
+        return state in ("BACKUP", "MASTER", "FAULT"), "state %s" % state
 
     def start(self):
         self.start_time = time.time()

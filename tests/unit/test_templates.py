@@ -124,6 +124,14 @@ def test_keepalived_renders_the_vrrp_instance(node):
     assert "vrrp_garp_master_delay" not in config
 
 
+def test_keepalived_tracks_the_web_service_only_when_asked(node):
+    assert "vrrp_script" not in rendered(Keepalived(node, vip="10.0.0.100"))
+    config = rendered(Keepalived(node, vip="10.0.0.100", check_http=dict(fall=3, path="/h")))
+    assert "vrrp_script chk_web {" in config and "fall 3" in config and "rise 2" in config
+    assert "-s -f -o /dev/null -m 1 http://10.0.0.11:80/h\"" in config
+    assert "track_script {\n        chk_web\n    }" in config
+
+
 def test_keepalived_use_vmac_only_when_asked(node):
     keepalived = Keepalived(node, vip="10.0.0.100", vrid=7, use_vmac=True)
     assert "    use_vmac\n" in rendered(keepalived)
