@@ -89,6 +89,7 @@ def part_b(ctx, m, service):
                              topo=ServiceLanTopo(servers=spare, dns=False)) as lab:
         m["before"] = [lab.get(timeout=1) for _ in range(6)]
         ctx.say("  before: answers from %s" % sorted({s for _, s in m["before"]}))
+        m["virtual_server"] = virtual_server(ctx, lab)
         ctx.say(lab.status_text())
         broke = time.time()
         f500 = faults.http_500(lab["web2"].daemons["nginx"])
@@ -124,6 +125,31 @@ def part_b(ctx, m, service):
             % (path, "valid" if ok else output))
     if not ctx.grading:
         part_c(ctx, m, service)
+
+
+def virtual_server(ctx, lab):
+    """The notes: the load balancer is a virtual server with the service's address, and
+    relays each request as if it were the web server.  What client1 and web1 see."""
+    svc, client = lab.service, lab.client
+    cintf = client.defaultIntf().name
+    found = client.cmd("ip neigh show %s dev %s" % (svc.vip, cintf)).split()
+    vip_mac = found[found.index("lladdr") + 1] if "lladdr" in found else None
+    servers = [lab[s.name] for s in svc.real_servers]
+    holders = [h.name for h in servers if svc.vip in h.cmd("ip -4 addr")]
+    log = lab["web1"].daemons["nginx"].path("access.log")
+    director = lab["director"].IP()              # its health checks are not relayed
+    sources = sorted({line.split()[0] for line in log.read_text().splitlines()
+                      if '"GET / ' in line} - {director}) if log.exists() else []
+    result = dict(vip_mac=vip_mac, server_macs=sorted(h.MAC() for h in servers),
+                  vip_holders=holders, web1_saw_requests_from=sources)
+    ctx.say("  client1 reaches %s at MAC %s: none of the real servers' MACs (%s), the "
+            "controller's virtual MAC; no real server holds %s (%s).  web1's access log has "
+            "the requests from %s: client1 itself (NAT rewrites only the destination).  To "
+            "client1 the VIP is the web server: a virtual server (仮想的なサーバ)."
+            % (svc.vip, vip_mac, ", ".join(result["server_macs"]), svc.vip,
+               "it is on no interface" if not holders else "held by " + ", ".join(holders),
+               ", ".join(sources) or "nobody"))
+    return result
 
 
 def scale_out(ctx, m, lab, name):

@@ -35,6 +35,11 @@ def test_the_walkthrough_shows_the_matrix_and_the_ipvs_comparison(run_folder):
     assert 0 < cost["nginx_requests"] <= cost["checks"]["http"] and cost["paths"] == ["/health"]
     assert cost["checks"]["icmp"] > 0 and cost["checks"]["tcp"] > 0
     assert set(m["detected"]) == {"web2", "web3"}
+    # the load balancer is a virtual server: its own MAC for the VIP, the VIP on no real
+    # server, and the real server sees the client's own address (NAT)
+    vs = m["virtual_server"]
+    assert vs["vip_mac"] and vs["vip_mac"] not in vs["server_macs"], vs
+    assert vs["vip_holders"] == [] and vs["web1_saw_requests_from"] == ["10.0.0.201"], vs
     assert {s for _, s in m["after"]} == {"web1"}
     assert "keepalived -t: valid" in out
     # scale out: web4 joins once its checks pass and takes its share; the others keep theirs
