@@ -55,6 +55,10 @@ def test_reference_passes_and_three_servers_show_the_notes_problems(grade, run_f
     assert 0 <= back["peer_released_after"] < back["owner_took_after"]
     assert back["arp_after"] == M.mac_of(1) and back["timeline"]["served_after"] == "web1"
     assert two["duplicates"] == []
+    # "... and the other way round": web2 breaks, web1 takes VIP2, web2 gets it back
+    way = two["other_way"]
+    assert way["own_released_after"] is not None and way["peer_took_after"] is not None, way
+    assert way["back"] and way["owner_took_after"] is not None, way
 
     # three servers: both survivors take over, two MACs answer for one IP, the client flaps
     assert set(three["takers"]) == {"web2", "web3"}, three
