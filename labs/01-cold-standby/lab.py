@@ -376,6 +376,20 @@ def _streak_of_failures(probe, since, count):
     return seen
 
 
+ICMP_CHECK = dict(type="icmp", interval=0.2, timeout=0.3, rise=2, fall=2)
+
+
+def gateway_check(client, gateway):
+    """An ICMP health check of the gateway, run in client1 (redlab.healthcheck; the service
+    around it is only its container: 192.0.2.1 is a documentation address, never used)."""
+    from controllers.service import parse_service
+    from redlab.lb import HealthChecker
+    service = parse_service(dict(
+        name="gateway", vip="192.0.2.1", port=80, lb_algo="rr", health_check=ICMP_CHECK,
+        real_servers=[dict(name="gateway", ip=gateway, port=80, weight=1)]))
+    return HealthChecker(client, service, name="icmp-gateway")
+
+
 # -- the walk-through -----------------------------------------------------------------------
 
 def walkthrough(ctx):
@@ -417,7 +431,7 @@ def walkthrough(ctx):
 
         probe = Probe(client, "http://%s/" % server, name="probe", interval=PROBE_INTERVAL,
                       timeout=PROBE_TIMEOUT, max_seconds=600 if ctx.cli else 30)
-        with probe:
+        with probe, gateway_check(client, gateway) as icmp:
             try:
                 probe.wait_good(5, timeout=10)
             except WaitTimeout:
@@ -497,9 +511,22 @@ def walkthrough(ctx):
                 probe.wait_good(5, timeout=max(0.1, deadline - time.time()), since=moved.at)
             except WaitTimeout:
                 pass                        # not back: the timeline says so
+            icmp_seen = icmp.transitions(since=crash.at)
         samples = probe.samples()
         after = analyse(samples, moved.at)
         whole = analyse(samples, crash.at)
+        down = [t["t"] - crash.at for t in icmp_seen if t["state"] == "down"]
+        up = [t["t"] - moved.at for t in icmp_seen if t["state"] == "up" and t["t"] >= moved.at]
+        m["icmp_gateway"] = dict(down_after=round(down[0], 3) if down else None,
+                                 up_after_rewire=round(up[0], 3) if up else None)
+        ctx.say("  an ICMP health check of the gateway %s (client1, every %.1f s, fall %d): r1 "
+                "seen down %s after the crash, the gateway answering again %s after the cables "
+                "moved -- ICMP (L3) is the check that suits a router (ルータのヘルスチェック): it "
+                "sees the box die and answer again; whether it routes right, only the "
+                "requests to web1 tell."
+                % (gateway, ICMP_CHECK["interval"], ICMP_CHECK["fall"],
+                   "%.2f s" % down[0] if down else "never",
+                   "%.2f s" % up[0] if up else "never"))
         m["arp_after"] = gateway_entry(client, gateway, macs)
         m["web1_arp_after"] = gateway_entry(net["web1"], ap.router(ap.SERVICE), macs)
         m["spare_packets_after_rewire"] = sum(

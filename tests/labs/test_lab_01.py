@@ -47,6 +47,10 @@ def test_reference_passes_and_the_walkthrough_measures_the_rewire(grade, capsys)
     assert refreshed and float(refreshed.group(1)) <= time_to_recover, out
     aging = re.search(r"i\.e\. (\d+)-(\d+) s after its last answer", out)
     assert aging and int(aging.group(1)) >= 10 * time_to_recover, out
+    # the notes: ICMP suits a router -- it sees r1 die and the gateway come back
+    assert "an ICMP health check of the gateway" in out and "seen down " in out, out[-1500:]
+    assert re.search(r"r1 seen down \d+\.\d+ s after the crash, the gateway answering again "
+                     r"\d+\.\d+ s after the cables moved", out), out[-1500:]
     assert "r2 carried 0 packets until the rewire" in \
         results["spare was unplugged before the failure"].reason
     # what the design rests on: Linux announces on a port coming up, not on a cable
