@@ -133,7 +133,8 @@ def diff_text(drift):
              % (ACTIVE, SPARE)]
     if drift:
         lines += ["  %s %s" % ("-" if line.router == ACTIVE else "+", line) for line in drift]
-        lines.append("  -> %d line(s) differ: %s is not a copy of %s." % (len(drift), SPARE, ACTIVE))
+        lines.append("  -> %d line(s) differ: %s is not a copy of %s."
+                     % (len(drift), SPARE, ACTIVE))
     else:
         lines.append("  (no difference: %s will do exactly what %s did)" % (SPARE, ACTIVE))
     return "\n".join(lines)
@@ -521,7 +522,8 @@ def walkthrough(ctx):
                                  up_after_rewire=round(up[0], 3) if up else None)
         ctx.say("  an ICMP health check of the gateway %s (client1, every %.1f s, fall %d): r1 "
                 "seen down %s after the crash, the gateway answering again %s after the cables "
-                "moved -- ICMP (L3) is the check that suits a router (ルータのヘルスチェック): it "
+                "moved -- ICMP (L3) is the check that suits a router "
+                "(ルータのヘルスチェック): it "
                 "sees the box die and answer again; whether it routes right, only the "
                 "requests to web1 tell."
                 % (gateway, ICMP_CHECK["interval"], ICMP_CHECK["fall"],

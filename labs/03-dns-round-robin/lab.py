@@ -404,6 +404,7 @@ def server_dies(lab, ctx, ttl):
     result = dict(handed_out=round(len(handed) / len(direct), 2) if direct else 0.0,
                   error_share={g: round(error_share(samples, g), 2) for g in GROUPS},
                   requests={g: sum(s["group"] == g for s in samples) for g in GROUPS},
+                  what_failed={g: failure_kinds(samples, g) for g in GROUPS},
                   seconds=DEAD_WINDOW)
     ctx.say("\n== 3. web2 crashes; nobody touches DNS (%.1f s, TTL %d s) ==" % (DEAD_WINDOW, ttl))
     ctx.say("  dns1 still put web2 first in %.0f%% of the PCs' answers: DNS does not know "
@@ -413,7 +414,27 @@ def server_dies(lab, ctx, ttl):
             LABELS[g], 100 * result["error_share"][g], result["requests"][g]))
     ctx.say("  (the PCs pick a server per request: about one in three fails. Behind a cache it "
             "is all or nothing while one answer lasts: everybody fails if it starts with web2)")
+    ctx.say("  what those users saw: %s" % "; ".join(
+        "%s: %s" % (LABELS[g], ", ".join("%d x %s" % (n, kind) for kind, n in
+                                         sorted(result["what_failed"][g].items())) or "no error")
+        for g in GROUPS))
     return result
+
+
+def failure_kinds(samples, group):
+    """What a user of ``group`` got instead of the page: ``{"HTTP 502": n, "timeout": n}``."""
+    kinds = {}
+    for s in samples:
+        if s["group"] != group or s["ok"]:
+            continue
+        if s.get("status"):
+            kind = "HTTP %s (the carrier gateway's error page)" % s["status"] \
+                if s["status"] == 502 else "HTTP %s" % s["status"]
+        else:
+            kind = "timeout" if "timed out" in (s.get("error") or "") else \
+                (s.get("error") or "error").split(":")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
 
 
 def damage_run(lab, ctx, ttl, procedure, label, restore=True):

@@ -42,6 +42,11 @@ def test_reference_passes_and_the_walkthrough_shows_the_lessons(grade, run_folde
     # 3. web2 dead, DNS unchanged: dns1 still hands it out, about a third of requests fail
     assert 0.15 <= m["dead_handed_out"] <= 0.5, m["detail"]["dead_server"]
     assert 0.15 <= m["dead_error_share"]["pcs"] <= 0.5, m["detail"]["dead_server"]
+    # ... and what they saw: the PCs' requests to the dead address time out (the browser's
+    # own error page), the phones get the carrier gateway's error page, if any fail
+    kinds = m["detail"]["dead_server"]["what_failed"]
+    assert kinds["pcs"] and all(not k.startswith("HTTP") for k in kinds["pcs"]), kinds
+    assert all(k.startswith("HTTP 502") for k in kinds["phones"]), kinds
 
     # 4. after the removal the PCs recover at once; the phones behind the gateway keep
     #    failing until its cached answer expires: about the TTL, long or short

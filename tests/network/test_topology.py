@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from redlab import addressing as ap
+from redlab.wait import wait_until
 from redlab.system import choose_datapath
 from topologies import all_topologies
 from topologies.vrrp_pair import VRRPPairTopo
@@ -49,11 +50,13 @@ def test_hosts_get_addresses_and_macs_from_the_plan(network):
 
 def test_controller_learns_and_installs_flows(network):
     net = network(VRRPPairTopo(), services=False)
-    net["client1"].cmd("ping -c1 -W1 %s" % ap.web(1))
-    flows = net.dump_flows("s1")
-    assert "dl_dst=%s" % ap.mac_for(ap.web(1)) in flows
-    assert "dl_dst=%s" % ap.mac_for(ap.client(1, ap.SERVICE)) in flows
-    assert "priority=20,arp actions=CONTROLLER" in flows
+    assert " 0% packet loss" in net["client1"].cmd("ping -c1 -W1 %s" % ap.web(1))
+    wanted = ["dl_dst=%s" % ap.mac_for(ap.web(1)),
+              "dl_dst=%s" % ap.mac_for(ap.client(1, ap.SERVICE)),
+              "priority=20,arp actions=CONTROLLER"]
+    # the reply may overtake the controller's flow-mods (it was sent with a packet-out)
+    wait_until(lambda: (all(w in net.dump_flows("s1") for w in wanted), net.dump_flows("s1")),
+               5, "the learned flows of both hosts in s1")
 
 
 @pytest.mark.parametrize("name", sorted(all_topologies()))
