@@ -378,6 +378,7 @@ def _streak_of_failures(probe, since, count):
 
 
 ICMP_CHECK = dict(type="icmp", interval=0.2, timeout=0.3, rise=2, fall=2)
+ICMP_WAIT = 3.0         # s after the rewire the lab waits for the ICMP check to see the gateway
 
 
 def gateway_check(client, gateway):
@@ -512,6 +513,12 @@ def walkthrough(ctx):
                 probe.wait_good(5, timeout=max(0.1, deadline - time.time()), since=moved.at)
             except WaitTimeout:
                 pass                        # not back: the timeline says so
+            try:                            # rise 2: the check needs two answers in a row
+                wait_until(lambda: (icmp.transitions(state="up", since=moved.at),
+                                    icmp.transitions(since=crash.at)), ICMP_WAIT,
+                           "the ICMP check to see the gateway again")
+            except WaitTimeout:
+                pass                        # never: the narration says so
             icmp_seen = icmp.transitions(since=crash.at)
         samples = probe.samples()
         after = analyse(samples, moved.at)
