@@ -46,7 +46,9 @@ def test_failover_under_load_no_request_fails_after_detection(run_folder):
 def test_controller_restart_keeps_established_connections(run_folder):
     with LoadBalancedService(web_service("rr", check="tcp"), run_folder=run_folder) as lab:
         holder = Holder(lab, 3)
-        assert lab.counts() == {"web1": (1, 0), "web2": (1, 0), "web3": (1, 0)}
+        # (the last SYN-ACK copy may still be on its way to the controller)
+        wait_until(lambda: (lab.counts() == {"web1": (1, 0), "web2": (1, 0), "web3": (1, 0)},
+                            lab.counts()), 5, "one active connection on each server")
         fault = faults.controller_kill(lab.network)
         fault.undo()
         # rebuilt from the switch's flows
