@@ -14,6 +14,19 @@ import sys
 from redlab.errors import RedlabError
 
 
+def end_process(host, proc, timeout, ask=None):
+    """End a process the harness started in ``host``: ask it to stop (``ask(proc)``, by
+    default SIGTERM), wait up to ``timeout`` s, then SIGKILL; forget it in the registry."""
+    if proc.poll() is None:
+        (ask or (lambda p: p.send_signal(signal.SIGTERM)))(proc)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    host.run.forget_process(proc.pid)
+
+
 class HostAgent:
     module = None            # e.g. "redlab.probe_agent"
     script = None            # or a file run with this interpreter (a lab's own agents.py)
@@ -67,15 +80,8 @@ class HostAgent:
             self.proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout=5.0):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
         if self.proc:
-            self.host.run.forget_process(self.proc.pid)
+            end_process(self.host, self.proc, timeout)
 
     def __enter__(self):
         return self.start()
@@ -129,11 +135,4 @@ class ClientAgent:
         return reply[2:].split()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.host.run.forget_process(self.proc.pid)
+        end_process(self.host, self.proc, 5, ask=lambda p: p.stdin.close())  # EOF: it exits

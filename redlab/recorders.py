@@ -14,11 +14,11 @@ when an address appeared or left a host.
 
 import os
 import re
-import signal
 import subprocess
 import time
 from datetime import datetime
 
+from redlab.agent import end_process
 from redlab.errors import RedlabError
 from redlab.system import require_binary
 from redlab.wait import wait_until
@@ -88,17 +88,9 @@ class HostProcess:
             return ""
 
     def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.host.run.forget_process(self.proc.pid)
-        self.proc = None
+        if self.proc is not None:
+            end_process(self.host, self.proc, 3)
+            self.proc = None
 
     def __enter__(self):
         return self.start()

@@ -21,7 +21,6 @@ Ports are named as on the router's case, ``eth0`` and ``eth1``, the same on r1 a
 import difflib
 import re
 import shlex
-import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -34,6 +33,7 @@ from redlab.faults import host_crash
 from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
+from redlab.recorders import ArpCapture
 from redlab.wait import wait_until
 
 TITLE = "Cold standby router"
@@ -302,38 +302,19 @@ def gateway_entry(host, gateway, macs):
     return dict(mac=mac, state=state, owner=owner, text=text or "(no entry)")
 
 
-GARP_FILTER = "arp and arp[6:2] = 1 and arp[14:4] = arp[24:4]"   # request, sender IP = target IP
-
-
 def garps_heard(host, action, window=0.5, name="garp"):
-    """How many gratuitous ARPs ``host`` hears while ``action()`` runs and ``window`` s after.
-
-    tcpdump runs in the host; the wait ends at the first GARP or at the window's end.
-    """
-    from redlab.system import require_binary
-    tcpdump = require_binary("tcpdump", "lab 01")
-    out, err = host.run.file(host.name, name + ".txt"), host.run.file(host.name, name + ".err")
-    with open(out, "w") as stdout, open(err, "w") as stderr:
-        proc = host.popen([tcpdump, "-l", "-n", "-i", host.defaultIntf().name, GARP_FILTER],
-                          stdout=stdout, stderr=stderr)
-    host.run.record_process(proc.pid, "tcpdump in " + host.name)
-    try:
-        wait_until(lambda: ("listening on" in err.read_text(), err.read_text()), 5,
-                   "tcpdump in %s to listen" % host.name)
+    """The gratuitous ARP requests (sender IP = target IP) ``host`` hears while ``action()``
+    runs and ``window`` s after; the wait ends at the first one or at the window's end."""
+    def garps():
+        return [p for p in capture.packets() if p["op"] == "request"
+                and p["sender_ip"] == p["target_ip"]]
+    with ArpCapture(host, name=name + ".pcap") as capture:
         action()
         try:
-            wait_until(lambda: out.read_text().count("\n") > 0, window, "a gratuitous ARP")
+            wait_until(garps, window, "a gratuitous ARP")
         except WaitTimeout:
             pass                          # none in the window: that is the measurement
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        host.run.forget_process(proc.pid)
-    return [line for line in out.read_text().splitlines() if line.strip()]
+        return garps()
 
 
 def arp_aging(client):
