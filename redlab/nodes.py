@@ -66,6 +66,21 @@ class RedlabHost(Host):
         for daemon in reversed(list(self.daemons.values())):
             daemon.stop()
 
+    def addresses(self, intf=None):
+        """The IPv4 addresses on ``intf`` (default: every interface, lo too), as
+        ``a.b.c.d/prefix``, from ``ip -4 -o addr show``."""
+        out = self.cmd("ip -4 -o addr show%s" % (" dev %s" % intf if intf else ""))
+        return [line.split(" inet ", 1)[1].split()[0] for line in out.splitlines()
+                if " inet " in line]
+
+    def holds(self, address, intf=None):
+        """Is ``address`` on ``intf`` (or on any interface)?  ``a.b.c.d/prefix`` must match
+        with its prefix; a bare ``a.b.c.d`` matches whatever the prefix."""
+        held = self.addresses(intf)
+        if "/" in address:
+            return address in held
+        return address in [a.split("/")[0] for a in held]
+
     def processes(self):
         """Pids running in this host's namespace, the host's own shell excluded."""
         return [pid for pid in pids_in_netns(self.netns) if pid != self.pid] if self.shell else []

@@ -131,7 +131,7 @@ def service_down(ctx):
             result["vrrp_alone"] = dict(
                 web1=k1.current_state(), web2=k2.current_state(), window=window,
                 sent=len(watched), answered=sum(x.ok for x in watched),
-                vip_on_web1=vip in web1.cmd("ip -4 addr show dev %s" % web1.defaultIntf()))
+                vip_on_web1=web1.holds(vip, web1.defaultIntf().name))
             r = result["vrrp_alone"]
             ctx.say("   %.1f s later web1 is still %s (web2 %s) and holds the VIP: %d of %d "
                     "requests answered.  VRRP saw a live host, not a dead service."
@@ -150,7 +150,7 @@ def service_down(ctx):
         for k in (k1, k2):
             k.wait_log("chk_web) succeeded")
         wait_until(lambda: (k1.current_state() == "MASTER" and k2.current_state() == "BACKUP"
-                            and vip in web1.cmd("ip -4 addr show dev %s" % web1.defaultIntf()),
+                            and web1.holds(vip, web1.defaultIntf().name),
                             (k1.transitions()[-2:], k2.transitions()[-2:])),
                    15, "web1 to be master again with the check in place")
         probe = Probe(client, "http://%s/" % vip, interval=0.1, timeout=0.5, max_seconds=60,

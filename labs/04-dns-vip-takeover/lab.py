@@ -123,8 +123,7 @@ class Holdings:
                                  % len(self.monitors.get(name, []))).start()
         self.monitors.setdefault(name, []).append(monitor)
         now = time.time()
-        present = set(re.findall(r"inet ([\d.]+)/", host.cmd("ip -4 -o addr show dev %s"
-                                                              % intf(name))))
+        present = {address.split("/")[0] for address in host.addresses(intf(name))}
         for vip in self.vips:
             self.marks.append((now, name, vip, vip in present))
 

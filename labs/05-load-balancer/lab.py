@@ -135,7 +135,7 @@ def virtual_server(ctx, lab):
     found = client.cmd("ip neigh show %s dev %s" % (svc.vip, cintf)).split()
     vip_mac = found[found.index("lladdr") + 1] if "lladdr" in found else None
     servers = [lab[s.name] for s in svc.real_servers]
-    holders = [h.name for h in servers if svc.vip in h.cmd("ip -4 addr")]
+    holders = [h.name for h in servers if h.holds(svc.vip)]
     log = lab["web1"].daemons["nginx"].path("access.log")
     director = lab["director"].IP()              # its health checks are not relayed
     sources = sorted({line.split()[0] for line in log.read_text().splitlines()

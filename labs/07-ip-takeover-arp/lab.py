@@ -87,10 +87,6 @@ def neigh(host, ip, intf):
     return line.split()[-1], mac.group(1) if mac else None
 
 
-def holds(host, intf, cidr):
-    return (" inet %s " % cidr) in host.cmd("ip -4 -o addr show dev %s" % intf)
-
-
 # -- what the walk-through shows ----------------------------------------------------------
 
 class Show:
@@ -351,11 +347,10 @@ def walkthrough(ctx):
             if output:
                 say("    " + output.replace("\n", "\n    "))
             say("  (exit code %s after %.2f s)" % (code, ended - started))
-            took = holds(web1, w1, vip_cidr)
+            took = web1.holds(vip_cidr, w1)
             moved = measure(client, capture, probe, web1, vip, t0, transitions, recovered, web2)
             moved.update(exit_code=code, output=output[-500:], holds_vip=took,
-                         addresses=re.findall(r"inet (\S+)",
-                                              web1.cmd("ip -4 -o addr show dev %s" % w1)),
+                         addresses=web1.addresses(w1),
                          script_started_after=round(started - t0, 3),
                          script_seconds=round(ended - started, 3),
                          arp_updated_after_script=(round(t0 + moved["arp_updated_after"]
@@ -418,7 +413,7 @@ def keepalived(ctx, net, show, capture, vip, vip_cidr, outage_bound):
     show.run(web1, "ip addr del %s dev %s" % (vip_cidr, w1))
     k1 = web1.start_daemon(Keepalived(web1, **dict(vrrp1, state="MASTER")))
     k2 = web2.start_daemon(Keepalived(web2, **vrrp2))
-    wait_until(lambda: (k1.current_state() == "MASTER" and holds(web1, w1, vip_cidr),
+    wait_until(lambda: (k1.current_state() == "MASTER" and web1.holds(vip_cidr, w1),
                         k1.transitions()), 10, "web1's keepalived to be MASTER with the VIP")
     wait_until(lambda: (k2.current_state() == "BACKUP", k2.transitions()), 10,
                "web2's keepalived to be BACKUP")

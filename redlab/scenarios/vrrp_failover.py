@@ -61,7 +61,7 @@ class FailoverResult:
 
 def vip_holder(net, vip, hosts):
     for name in hosts:
-        if vip in net[name].cmd("ip -4 -o addr show"):
+        if net[name].holds(vip):
             return name
     return None
 

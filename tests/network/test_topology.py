@@ -46,6 +46,11 @@ def test_hosts_get_addresses_and_macs_from_the_plan(network):
         host = net[name]
         assert host.IP() == ip
         assert host.MAC() == ap.mac_for(ip)
+    web1 = net["web1"]
+    assert web1.addresses("web1-eth0") == [ap.cidr(ap.web(1))]
+    assert "127.0.0.1/8" in web1.addresses()
+    assert web1.holds(ap.web(1)) and web1.holds(ap.cidr(ap.web(1)), "web1-eth0")
+    assert not web1.holds(ap.web(1) + "/16") and not web1.holds("10.0.0.1")
 
 
 def test_controller_learns_and_installs_flows(network):
