@@ -91,31 +91,25 @@ def part_b(ctx, m, service):
         ctx.say("  before: answers from %s" % sorted({s for _, s in m["before"]}))
         m["virtual_server"] = virtual_server(ctx, lab)
         ctx.say(lab.status_text())
-        broke = time.time()
-        f500 = faults.http_500(lab["web2"].daemons["nginx"])
-        fhang = faults.hang(lab["web3"].daemons["nginx"])
+        broke, repair = break_web2_web3(lab)
         ctx.say("\n  web2 now answers HTTP 500; web3 hangs (accepts TCP, never answers).")
-        hc = service.health_check
-        window = hc.fall * (hc.interval + hc.timeout) + 1.0
         try:
             wait_until(lambda: (len({t["server"] for t in
                                      lab.checker.transitions(state="down", since=broke)}) == 2,
                                 lab.checker.transitions(since=broke)),
-                       min(window, MAX_DETECT + 1), "web2 and web3 to be taken out")
+                       detection_window(service), "web2 and web3 to be taken out")
         except WaitTimeout:
             pass                       # the check did not see it: the answers below show it
         m["detected"] = {t["server"]: t["t"] - broke
                          for t in lab.checker.transitions(state="down", since=broke)}
         m["after"] = [lab.get(timeout=1) for _ in range(REQUESTS)]
-        answers = collections.Counter("%s %s" % (s or "-", status) for status, s in m["after"])
         ctx.say("  detected: %s" % ({k: "%.2f s" % v for k, v in m["detected"].items()}
                                      or "nothing"))
-        ctx.say("  %d requests after the failures: %s" % (REQUESTS, dict(answers)))
+        ctx.say("  %d requests after the failures: %s" % (REQUESTS, tally(m["after"])))
         ctx.say(lab.status_text())
         ctx.pause(lab.network, "redlab lb status (in another shell); client1 curl -s -m1 "
                                "http://%s/" % service.vip)
-        fhang.undo()
-        f500.undo()
+        repair()
         if not ctx.grading:
             scale_out(ctx, m, lab, "web%d" % spare)
         path = lab.network.run.file("director", "keepalived-lvs.conf")
@@ -177,6 +171,30 @@ def scale_out(ctx, m, lab, name):
     ctx.say(lab.status_text())
 
 
+def break_web2_web3(lab):
+    """The two faults of Parts B and C: web2 answers HTTP 500, web3 hangs.
+    Returns ``(when, repair)``."""
+    broke = time.time()
+    f500 = faults.http_500(lab["web2"].daemons["nginx"])
+    fhang = faults.hang(lab["web3"].daemons["nginx"])
+
+    def repair():
+        fhang.undo()
+        f500.undo()
+    return broke, repair
+
+
+def detection_window(service):
+    """How long the lab waits for both to be taken out: ``fall`` checks and a second."""
+    hc = service.health_check
+    return min(hc.fall * (hc.interval + hc.timeout) + 1.0, MAX_DETECT + 1)
+
+
+def tally(answers):
+    """``[(status, server)]`` -> ``{"web1 200": 4, "- 0": 4, ...}``."""
+    return dict(collections.Counter("%s %s" % (s or "-", status) for status, s in answers))
+
+
 def part_c(ctx, m, service):
     """The same service, the same faults, with the kernel's IPVS (keepalived + ipvsadm)."""
     if not kernel_has_ipvs(load=True):
@@ -187,11 +205,8 @@ def part_c(ctx, m, service):
             "ipvsadm on the director (a Linux host holding the VIP), an ordinary switch")
     with IpvsService(service, name="lab05-ipvs", run_folder=ctx.folder("ipvs")) as lvs:
         ctx.say("  director# ipvsadm -Ln\n" + lvs.ipvsadm())
-        broke = time.time()
-        f500 = faults.http_500(lvs["web2"].daemons["nginx"])
-        fhang = faults.hang(lvs["web3"].daemons["nginx"])
-        hc = service.health_check
-        window = min(hc.fall * (hc.interval + hc.timeout) + 1.0, MAX_DETECT + 1)
+        broke, repair = break_web2_web3(lvs)
+        window = detection_window(service)
         try:
             wait_until(lambda: (not {"web2", "web3"} & set(lvs.servers()), lvs.ipvsadm()),
                        window, "keepalived to take web2 and web3 out of IPVS")
@@ -202,14 +217,13 @@ def part_c(ctx, m, service):
         m["ipvs"] = dict(detected=detected, after=after, table=lvs.ipvsadm())
         ctx.say("  web2 answers HTTP 500, web3 hangs: %s" % (
             "both out of the IPVS table after %.2f s" % detected if detected is not None else
-            "keepalived's %s check did not take both out within %.0f s" % (hc.type, window)))
-        ctx.say("  %d requests: %s" % (REQUESTS, dict(collections.Counter(
-            "%s %s" % (s or "-", status) for status, s in after))))
+            "keepalived's %s check did not take both out within %.0f s"
+            % (service.health_check.type, window)))
+        ctx.say("  %d requests: %s" % (REQUESTS, tally(after)))
         ctx.say("  director# ipvsadm -Ln\n" + lvs.ipvsadm())
         ctx.pause(lvs.network, "director ipvsadm -Ln ; client1 curl -s -m1 http://%s/"
                   % service.vip)
-        fhang.undo()
-        f500.undo()
+        repair()
 
 
 def check_service_file_is_valid(ctx, m):
