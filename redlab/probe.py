@@ -117,10 +117,16 @@ def analyse(samples, fault_at, detected_at=None):
     return timeline
 
 
+def failure_kind(status, error):
+    """What a user got instead of the page: ``HTTP 500``, or the error's type
+    (``TimeoutError``, ``ConnectionRefusedError``)."""
+    if status is not None:
+        return "HTTP %s" % status
+    return (error or "error").split(":")[0]
+
+
 def _kind(sample):
-    if sample.status is not None:
-        return "HTTP %s" % sample.status
-    return (sample.error or "error").split(":")[0]
+    return failure_kind(sample.status, sample.error)
 
 
 class Probe(HostAgent):

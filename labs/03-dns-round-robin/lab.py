@@ -31,6 +31,7 @@ from redlab.errors import ConfigError, WaitTimeout
 from redlab.faults import host_crash
 from redlab.labs import failed, passed
 from redlab.net import Network
+from redlab.probe import failure_kind
 from redlab.wait import wait_until
 
 TITLE = "DNS round robin: rotation, caches, and a dead server"
@@ -422,17 +423,14 @@ def server_dies(lab, ctx, ttl):
 
 
 def failure_kinds(samples, group):
-    """What a user of ``group`` got instead of the page: ``{"HTTP 502": n, "timeout": n}``."""
+    """What a user of ``group`` got instead of the page: ``{"HTTP 502 ...": n, ...}``."""
     kinds = {}
     for s in samples:
         if s["group"] != group or s["ok"]:
             continue
-        if s.get("status"):
-            kind = "HTTP %s (the carrier gateway's error page)" % s["status"] \
-                if s["status"] == 502 else "HTTP %s" % s["status"]
-        else:
-            kind = "timeout" if "timed out" in (s.get("error") or "") else \
-                (s.get("error") or "error").split(":")[0]
+        kind = failure_kind(s.get("status"), s.get("error"))
+        if s.get("status") == 502:
+            kind += " (the carrier gateway's error page)"
         kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
 
