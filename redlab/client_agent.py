@@ -32,13 +32,17 @@ Stdlib only, bounded: every connection has a timeout, and the agent exits on EOF
 
 import socket
 import sys
+import threading
+import time
 
 TIMEOUT = 3.0
 
 
-def read_response(sock):
-    """Read one HTTP response; return the X-Served-By value (None if absent)."""
-    return read_status_and_server(sock)[1]
+def get(sock, path="/", keep=True):
+    """One ``GET path`` on ``sock``: ``(status, X-Served-By or None)``."""
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: lab\r\nConnection: %s\r\n\r\n"
+                 % (path.encode(), b"keep-alive" if keep else b"close"))
+    return read_status_and_server(sock)
 
 
 def read_status_and_server(sock):
@@ -78,9 +82,7 @@ class Agent:
         sock = socket.create_connection((self.host, self.port), timeout=TIMEOUT,
                                         source_address=(source, 0) if source else None)
         try:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: %s\r\n\r\n"
-                         % (b"keep-alive" if keep else b"close"))
-            served = read_response(sock)
+            _, served = get(sock, keep=keep)
         except BaseException:
             sock.close()
             raise
@@ -112,8 +114,6 @@ class Agent:
         return ""
 
     def fetch(self, n, path):
-        import threading
-        import time
         results = [None] * int(n)
 
         def one(i):
@@ -121,16 +121,14 @@ class Agent:
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=60)
                 try:
-                    sock.sendall(b"GET %s HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
-                                 % path.encode())
-                    _, served = read_status_and_server(sock)
+                    _, served = get(sock, path, keep=False)
                 finally:
                     sock.close()
                 results[i] = "%s:%.3f" % (served or "?", time.monotonic() - start)
             except (OSError, ValueError, IndexError) as exc:
                 results[i] = "ERROR:%s" % type(exc).__name__
         threads = [threading.Thread(target=one, args=(i,)) for i in range(int(n))]
-        for i, thread in enumerate(threads):
+        for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
@@ -140,8 +138,7 @@ class Agent:
         out = []
         for sock in self.held:
             try:
-                sock.sendall(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: keep-alive\r\n\r\n")
-                status, served = read_status_and_server(sock)
+                status, served = get(sock)
                 out.append("%d:%s" % (status, served or "?"))
             except (OSError, ValueError, IndexError):
                 out.append("0:ERROR")
