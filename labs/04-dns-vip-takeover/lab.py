@@ -29,7 +29,7 @@ from redlab.faults import daemon_stop, host_crash
 from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
-from redlab.recorders import MAC_RE, AddressMonitor, ArpCapture, NeighbourMonitor
+from redlab.recorders import BROADCAST, MAC_RE, AddressMonitor, ArpCapture, NeighbourMonitor
 from redlab.student import StudentScript
 from redlab.wait import wait_until
 
@@ -193,6 +193,21 @@ class Holdings:
                 monitor.stop()
 
 
+def wrong_sender(packets, ip, mac):
+    """Sender addresses of broadcast announcements from ``mac`` for ``ip`` that name another address.
+
+    Thomas Habets' arping (Debian's ``arping``) sends these for ``arping -U VIP``
+    without ``-S VIP``: they announce the sender address, not the VIP.  Its ARP
+    target MAC is the broadcast address.  The kernel's own requests (web2 still
+    resolving the VIP it used to reach on web1) carry 00:00:00:00:00:00 there, and a
+    duplicate-address probe (``arping -0``) has sender 0.0.0.0: neither is an attempt
+    at an announcement.
+    """
+    return sorted({p["sender_ip"] for p in packets
+                   if p["op"] == "request" and p["target_ip"] == ip and p["src"] == mac
+                   and p["sender_ip"] not in (ip, "0.0.0.0") and p["target_mac"] == BROADCAST})
+
+
 class ClientArp:
     """The client's ARP entries (``ip monitor neigh``) and the ARP it received (tcpdump)."""
 
@@ -213,14 +228,8 @@ class ClientArp:
         return self.capture.garps(ip, mac, since, until)
 
     def wrong_sender(self, ip, mac, since):
-        """Broadcast requests from ``mac`` for ``ip`` whose sender is another address.
-
-        Thomas Habets' arping (Debian's ``arping``) sends these for ``arping -U VIP``
-        without ``-S VIP``: they announce the sender address, not the VIP.
-        """
-        return sorted({p["sender_ip"] for p in self.capture.packets(since)
-                       if p["op"] == "request" and p["target_ip"] == ip and p["src"] == mac
-                       and p["sender_ip"] != ip})
+        """See :func:`wrong_sender`."""
+        return wrong_sender(self.capture.packets(since), ip, mac)
 
     def stop(self):
         self.neigh.stop()

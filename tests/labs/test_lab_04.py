@@ -150,3 +150,31 @@ def test_starter_is_valid_bash_but_unfinished():
     assert M.check_script_is_valid_bash(ctx, {}).passed
     text = Path(LAB.submission / M.SCRIPT).read_text()
     assert "ip addr del" not in text and "arping" not in text      # the student's work
+
+
+def test_only_an_announcement_naming_another_address_counts_as_wrong_sender(tmp_path):
+    """Captured from a CI run: web2's kernel kept asking who has the VIP (tell web2's own
+    address, target MAC 00:..:00) after it took the VIP; that is not a student's GARP."""
+    from scapy.layers.l2 import ARP, Ether
+    from scapy.utils import wrpcap
+
+    from redlab.recorders import read_arp_pcap
+    web2_mac, web2 = M.mac_of(2), ap.web(2)
+
+    def request(psrc, hwdst, pdst=V1):
+        return Ether(src=web2_mac, dst="ff:ff:ff:ff:ff:ff") / ARP(
+            op=1, hwsrc=web2_mac, psrc=psrc, hwdst=hwdst, pdst=pdst)
+
+    kernel = request(web2, "00:00:00:00:00:00")          # the neighbour table's own probe
+    probe = request("0.0.0.0", "00:00:00:00:00:00")     # arping -0 (is anyone holding it?)
+    garp = request(V1, "ff:ff:ff:ff:ff:ff")              # arping -U -S VIP VIP
+    habets = request(web2, "ff:ff:ff:ff:ff:ff")          # arping -U VIP (no -S)
+    other_vip = request(web2, "ff:ff:ff:ff:ff:ff", pdst=ap.vip(2))
+
+    def wrong(*packets):
+        path = tmp_path / "arp.pcap"
+        wrpcap(str(path), list(packets))
+        return M.wrong_sender(read_arp_pcap(path), V1, web2_mac)
+
+    assert wrong(kernel, probe, garp, other_vip) == []
+    assert wrong(kernel, habets) == [web2]
