@@ -26,6 +26,7 @@ BINARIES = {
     "dig": "bind9-dnsutils",
     "keepalived": "keepalived",
     "haproxy": "haproxy",
+    "squid": "squid",
     "curl": "curl",
     "wrk": "wrk",
     "iperf3": "iperf3",

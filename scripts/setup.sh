@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 PACKAGES="mininet openvswitch-switch ethtool iproute2 iputils-ping procps psmisc
-nginx-light bind9 bind9-dnsutils keepalived haproxy curl wrk iperf3 arping tcpdump ipvsadm kmod
+nginx-light bind9 bind9-dnsutils keepalived haproxy squid curl wrk iperf3 arping tcpdump ipvsadm kmod
 python3-venv python3-pip make"
 
 missing=""
@@ -34,7 +34,7 @@ fi
 # The harness starts every daemon inside its emulated host; the system copies
 # started by the packages (on a machine with systemd) are not wanted.
 if [ -d /run/systemd/system ]; then
-    for svc in nginx named keepalived haproxy; do
+    for svc in nginx named keepalived haproxy squid; do
         if systemctl is-enabled --quiet "$svc" 2>/dev/null || systemctl is-active --quiet "$svc" 2>/dev/null; then
             say "disabling the system's $svc service (redlab runs its own inside hosts)"
             systemctl disable --now "$svc" >/dev/null 2>&1 || true

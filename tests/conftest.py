@@ -21,7 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TEST_RUNS = Path(os.environ.get("REDLAB_TEST_RUNS", "/var/lib/redlab/test-runs"))
 KEEP_SESSIONS = 3
-OUR_PROCESSES = re.compile(r"mininet:|keepalived|nginx: master|named |haproxy|"
+OUR_PROCESSES = re.compile(r"mininet:|keepalived|nginx: master|named |haproxy|squid -N|"
                            r"controllers\.launch|probe_agent")
 
 

@@ -7,6 +7,7 @@
            +--------------- s1 -----------+
                             |
                       .1 carriergw .1        router + caching BIND (forwards to dns1)
+                            |                + Squid, the phones' HTTP proxy (port 3128)
                             |
            +--------------- s2 ------------+-------------+      service LAN 10.0.0.0/24
           /        |        |        \\       \\             \\
@@ -16,7 +17,10 @@ dns1 is authoritative for ``lab.example``: ``www`` has one A record per web serv
 (round robin, ``rrset-order cyclic``) with TTL ``ttl``.  carriergw is the phones'
 default router and their only resolver: a BIND that forwards to dns1 and keeps each
 answer for its TTL, like the carrier gateway (キャリアゲートウェイ) of the course notes.
-The PCs ask dns1 directly.  Hosts share one filesystem, so nobody has a resolv.conf of
+Its Squid is the proxy every phone's request goes through: it resolves the name
+through that BIND and keeps the answer in its own cache (Debian 12's Squid 5.7 keeps
+every name for ``negative_dns_ttl``, whatever the record's TTL: ``proxy=dict(...)``
+sets it).  The PCs ask dns1 directly.  Hosts share one filesystem, so nobody has a resolv.conf of
 its own: clients name their resolver (``dig @server``).
 
     sudo mn --custom topologies/dns_rr.py --topo dns_rr --switch ovs,datapath=user \\
@@ -41,21 +45,25 @@ NAME = "www"
 
 
 class CarrierGateway(Router):
-    """A router whose BIND is a caching forwarder for the hosts behind it."""
+    """A router with a caching BIND and a Squid proxy for the hosts behind it."""
 
     role = "gateway"
 
     def services(self):
-        from redlab.daemons import Bind
-        return [Bind(self, **self.params.get("dns", {}))]
+        from redlab.daemons import Bind, Squid
+        carrier = self.params.get("dns", {}).get("listen", self.IP())
+        proxy = dict(resolvers=[carrier], allow=[ap.CLIENTS.cidr])
+        proxy.update(self.params.get("proxy", {}))
+        return [Bind(self, **self.params.get("dns", {})), Squid(self, **proxy)]
 
 
 class DNSRoundRobinTopo(Topo):
-    def build(self, servers=3, phones=3, pcs=3, ttl=60, records=None):
+    def build(self, servers=3, phones=3, pcs=3, ttl=60, records=None, proxy=None):
         s1, s2 = self.addSwitch("s1"), self.addSwitch("s2")
         gateway = self.addHost(
             "carriergw", cls=CarrierGateway, ip=ap.CLIENTS.iface(ap.ROUTER),
-            dns=dict(forwarders=[ap.dns(1)], listen=ap.router(ap.CLIENTS)))
+            dns=dict(forwarders=[ap.dns(1)], listen=ap.router(ap.CLIENTS), querylog=True),
+            proxy=dict(proxy or {}))
         self.addLink(gateway, s1, intfName1="carriergw-eth0",
                      params1=dict(ip=ap.CLIENTS.iface(ap.ROUTER)))
         self.addLink(gateway, s2, intfName1="carriergw-eth1",

@@ -1,31 +1,25 @@
-"""Lab 03's programs that run *inside* emulated hosts: users and the carrier's proxy.
+"""Lab 03's users: programs that run *inside* emulated hosts.
 
-    python agents.py user  --mode direct  --resolver 10.0.0.53 --out pc1.jsonl
-    python agents.py user  --mode browser --resolver 10.0.0.53 --out pc3.jsonl
-    python agents.py user  --mode proxy   --proxy 10.0.1.1:3128 --out phone1.jsonl
-    python agents.py proxy --listen 10.0.1.1:3128 --resolver 10.0.1.1 --out lookups.jsonl
+    python agents.py user --mode direct  --resolver 10.0.0.53 --out pc1.jsonl
+    python agents.py user --mode browser --resolver 10.0.0.53 --out pc3.jsonl
+    python agents.py user --mode proxy   --proxy 10.0.1.1:3128 --out phone1.jsonl
 
 A **user** opens ``http://www.lab.example/`` about every ``--interval`` seconds (a new
 TCP connection each time; the gaps vary by +-50 % so that users are independent and do
-not fall into step with the DNS server's rotation) and appends one JSON line per request: when, which address it
-used, who answered (``X-Served-By``), or the error.  How it finds the address:
+not fall into step with the DNS server's rotation) and appends one JSON line per
+request: when it started and ended, which address it used, who answered
+(``X-Served-By``), or the error.  How it finds the address:
 
 - ``direct``: asks its resolver with ``dig`` before *every* request and uses the first
   A record (a stub resolver without a cache);
 - ``browser``: the same, but keeps the answer for its TTL, like a PC browser's DNS cache;
 - ``proxy``: does not resolve at all: it sends the request to the carrier gateway's
-  HTTP proxy, which resolves the name for everybody (a phone behind キャリアゲートウェイ).
+  Squid (a real one, started by ``topologies/dns_rr.py``), which resolves the name for
+  everybody (a phone behind キャリアゲートウェイ).
 
-The **proxy** is that carrier gateway: a forwarding HTTP proxy that resolves a name
-through its resolver (the gateway's caching BIND) only when its own cache has expired,
-keeps the answer for the TTL the resolver gave, and connects to the *first* address --
-what Squid 2.6-3.5 does by default (``balance_on_multiple_ip off``).  Unlike Squid it
-does not try the next address when the first fails: a server it cannot reach becomes an
-error page (HTTP 502) for the user at once.  Every resolution is logged.
-
-Stdlib, ``dig`` (bind9-dnsutils) and the probe's pacing (``redlab.probe_agent.paced``): the
-hosts share one filesystem, so there
-is no per-host ``resolv.conf``; every program names its resolver.
+Stdlib, ``dig`` (bind9-dnsutils) and the probe's pacing (``redlab.probe_agent.paced``):
+the hosts share one filesystem, so there is no per-host ``resolv.conf``; every program
+names its resolver.
 """
 
 import argparse
@@ -36,8 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 from redlab.probe_agent import paced
 
@@ -101,7 +93,10 @@ def user(args):
                         response.read(200)
                         sample["status"] = response.status
                         sample["server"] = response.getheader("X-Served-By")
-                        sample["address"] = response.getheader("X-Gateway-Upstream")
+                        sample["via_gateway"] = True
+                        # Squid's own error page names its error (ERR_CONNECT_FAIL ...)
+                        if response.getheader("X-Squid-Error"):
+                            sample["error"] = "Squid %s" % response.getheader("X-Squid-Error")
                     finally:
                         conn.close()
                 else:
@@ -121,77 +116,6 @@ def user(args):
     return 0
 
 
-# -- the carrier gateway's proxy --------------------------------------------------------
-
-class NameCache:
-    """The proxy's own name cache: one answer per name, kept for the resolver's TTL."""
-
-    def __init__(self, resolver, log):
-        self.resolver = resolver
-        self.log = log
-        self.entries = {}
-        self.lock = threading.Lock()
-
-    def lookup(self, name):
-        with self.lock:
-            addresses, expires = self.entries.get(name, (None, 0.0))
-            if addresses is None or time.monotonic() >= expires:
-                t = time.time()
-                addresses, ttl = resolve(self.resolver, name)
-                self.entries[name] = (addresses, time.monotonic() + ttl)
-                self.log.write(json.dumps({"t": t, "name": name, "addresses": addresses,
-                                           "ttl": ttl}) + "\n")
-                self.log.flush()
-            return addresses
-
-
-class ProxyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.0"
-    server_version = "carrier-gateway"
-
-    def do_GET(self):
-        url = urlsplit(self.path)
-        name = url.hostname or self.headers.get("Host", "").split(":")[0]
-        address = None
-        try:
-            address = self.server.cache.lookup(name)[0]
-            status, served_by = http_get(address, name, self.server.upstream_timeout,
-                                         port=url.port or 80, path=url.path or "/")
-            body = b"via carrier gateway\n"
-        except (OSError, http.client.HTTPException, LookupError,
-                subprocess.SubprocessError) as exc:
-            status, served_by = 502, None
-            body = ("carrier gateway: cannot reach %s (%s): %s\n"
-                    % (name, address or "no address", exc)).encode()
-        self.send_response(status)
-        if served_by:
-            self.send_header("X-Served-By", served_by)
-        if address:
-            self.send_header("X-Gateway-Upstream", address)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, fmt, *args):
-        pass
-
-
-def proxy(args):
-    host, _, port = args.listen.partition(":")
-    with open(args.out, "a") as log:
-        server = ThreadingHTTPServer((host, int(port or 3128)), ProxyHandler)
-        server.daemon_threads = True
-        server.cache = NameCache(args.resolver, log)
-        server.upstream_timeout = args.timeout
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                  daemon=True)
-        thread.start()
-        _stop.wait()
-        server.shutdown()
-        server.server_close()
-    return 0
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="agents.py")
     sub = parser.add_subparsers(dest="role", required=True)
@@ -205,15 +129,10 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=0.3)
     p.add_argument("--max-requests", type=int, default=2000)
     p.add_argument("--max-seconds", type=float, default=60.0)
-    p = sub.add_parser("proxy")
-    p.add_argument("--listen", required=True)
-    p.add_argument("--resolver", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--timeout", type=float, default=0.3)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)
-    return user(args) if args.role == "user" else proxy(args)
+    return user(args)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,19 @@
 The walk-through builds ``topologies/dns_rr.py``: three web servers, an authoritative
 BIND (dns1) with one A record per server for ``www.lab.example`` (``rrset-order
 cyclic``), PCs that ask dns1 themselves, and phones behind a carrier gateway
-(キャリアゲートウェイ): a caching BIND plus an HTTP proxy that resolves a name once per
-TTL and sends every phone to the first address.  Real users (``agents.py``) request
-the page ten times a second each.  It measures, in one network:
+(キャリアゲートウェイ): a caching BIND plus Squid, the HTTP proxy every phone goes
+through, which keeps a name's answer in its own cache and connects to its addresses in
+order.  Real users (``agents.py``) request the page ten times a second each.  It
+measures, in one network:
 
 1. the rotation: successive answers from dns1 in rotating order;
 2. the spread of requests over the servers, for a short and a long TTL: even for the
-   PCs, skewed behind a browser cache and behind the carrier gateway;
+   PCs, skewed behind a browser cache (less with the short TTL) and behind the carrier
+   gateway -- whose Squid (5.7, Debian 12) keeps every name for its
+   ``negative_dns_ttl`` whatever the TTL, so a short TTL does not help the phones;
 3. web2 crashes and nobody touches DNS: DNS keeps handing web2 out, about a third of
-   the PCs' requests fail;
+   the PCs' requests fail; Squid waits for web2, then tries the next address, so the
+   phones get slow answers instead of errors;
 4. the operator removes web2's record: the PCs recover at once, but users behind a
    cache that holds the old answer fail until its TTL runs out -- with a long TTL, then
    with the student's ``dns.yaml`` (TTL and procedure), which the checks grade.
@@ -49,7 +53,10 @@ WINDOW = 2.5                   # seconds of traffic per spread measurement
 DEAD_WINDOW = 2.0              # seconds web2 stays dead with DNS unchanged
 CAP = BOUND + 1.5              # how long a damage run watches before it gives up ...
 CAP_AFTER_TTL = 2.0            # ... at least this long after a TTL up to LONG_TTL runs out
-PROXY_PORT = 3128
+PROXY_PORT = 3128              # the carrier gateway's Squid
+GATEWAY_HOLD = 5               # its negative_dns_ttl: how long Squid 5.7 keeps *every* name
+CONNECT_TIMEOUT = 1            # its connect_timeout (Squid's default: 1 minute)
+SLOW = 0.3                     # an answer this late waited for something (they take ~5 ms)
 INTERVAL = 0.1                 # each user: one request every 100 ms
 STREAK = 4                     # good answers in a row that end a user's damage
 HEALTH_INTERVAL, HEALTH_TIMEOUT, HEALTH_FALL = 0.1, 0.2, 2   # the operator's check of web2
@@ -156,10 +163,8 @@ class DnsLab:
         self.names = {ap.web(n): "web%d" % n for n in range(1, len(SERVERS) + 1)}
         self.dns1 = ap.dns(1)
         self.gateway = ap.router(ap.CLIENTS)  # the gateway's carrier-side address
-        self.proxy = None
-        self.proxy_log = None
+        self.flushed = 0.0
         self.users = []
-        self.runs = 0
 
     # -- DNS ---------------------------------------------------------------------------
     @property
@@ -182,65 +187,99 @@ class DnsLab:
                 (got_ttl is not None or not addresses), (got, got_ttl)
         wait_until(served, 10, "dns1 to answer with TTL %d and %s" % (ttl, addresses))
 
+    @property
+    def squid(self):
+        return self.net["carriergw"].daemons["squid"]
+
     def flush_gateway(self):
-        """Start the carrier gateway afresh: its BIND and its proxy with empty caches."""
-        named = self.net["carriergw"].daemons["named"]
-        named.stop()
-        named.start()
-        self.start_proxy()
+        """Start the carrier gateway afresh: its BIND and its Squid with empty caches."""
+        gateway = self.net["carriergw"]
+        for name in ("named", "squid"):
+            gateway.daemons[name].stop()
+        for name in ("named", "squid"):
+            gateway.daemons[name].start()
+        self.flushed = time.time()
 
-    def start_proxy(self):
-        if self.proxy:
-            self.proxy.stop()
-        self.runs += 1
-        host = self.net["carriergw"]
-        self.proxy_log = host.run.file("carriergw", "proxy-lookups-%d.jsonl" % self.runs)
-        self.proxy = Agent(host, ["proxy", "--listen", "%s:%d" % (self.gateway, PROXY_PORT),
-                                  "--resolver", self.gateway], self.proxy_log)
-        wait_until(lambda: (self._listening(), self.proxy.check_alive()), 10,
-                   "the carrier gateway's proxy to listen on port %d" % PROXY_PORT)
+    def lookups(self, since=None, until=None):
+        """The gateway Squid's lookups: A queries from the gateway itself to its BIND."""
+        since = self.flushed if since is None else since
+        return [q for q in self.net["carriergw"].daemons["named"].queries(since)
+                if q["client"] == self.gateway and q["name"] == NAME and q["type"] == "A"
+                and (until is None or q["t"] < until)]
 
-    def _listening(self):
-        out = self.net["carriergw"].cmd("ss -H -ltn 'sport = :%d'" % PROXY_PORT)
-        return bool(out.strip())
-
-    def lookups(self):
-        return self.proxy.lines() if self.proxy else []
+    def gateway_cache(self):
+        """What the gateway's Squid holds for the name: addresses in order, seconds left."""
+        return self.squid.ipcache(NAME)
 
     def steer_gateway_to(self, address, attempts=3):
         """The worst case, on purpose: the gateway caches an answer that starts with ``address``.
 
         dns1 rotates by one per answer (cyclic), so when its last answer had ``address``
-        second, its next answer -- the gateway's, asked through the proxy -- starts with it.
+        second, its next answer -- the gateway's, asked by its Squid -- starts with it.
+        Returns ``dict(t=when Squid asked, addresses=[...], ttl=seconds it keeps them)``.
         """
+        held = None
         for _ in range(attempts):
             self.flush_gateway()
-            for _ in range(len(self.records) + 1):
-                order, _ttl = dig(self.net["pc1"], self.dns1)
-                if len(order) > 1 and order[1] == address:
-                    break
-            self.net["phone1"].cmd("curl -s -m 2 -o /dev/null -x http://%s:%d http://%s/"
+            self._turn_dns1_to(address)
+            self.net["phone1"].cmd("curl -s -m 3 -o /dev/null -x http://%s:%d http://%s/"
                                    % (self.gateway, PROXY_PORT, NAME))
-            lookups = self.lookups()
-            if lookups and lookups[0]["addresses"][0] == address:
-                return lookups[0]
-        return self.lookups()[0] if self.lookups() else None
+            held, lookups = self.gateway_cache(), self.lookups()
+            if held and lookups:
+                held["t"] = lookups[0]["t"]
+                if held["addresses"][0] == address:
+                    break
+        return held
 
     # -- users -------------------------------------------------------------------------
-    def start_users(self, label):
+    def start_users(self, label, browser_first=None, attempts=3):
+        """Start every user; ``browser_first``: the browser's cached answer starts with it.
+
+        That is the worst case on purpose, as for the gateway: dns1 is turned until its
+        next answer starts with ``browser_first`` and the browser starts alone, before
+        anybody else asks dns1.  Returns the time every user had sent a request.
+        """
         self.users = []
+        self.browser_cached = None
         for host, mode, group in USERS:
-            node = self.net[host]
-            args = ["user", "--mode", mode, "--interval", str(INTERVAL), "--max-seconds", "60"]
-            if mode == "proxy":
-                args += ["--proxy", "%s:%d" % (self.gateway, PROXY_PORT), "--timeout", "1.0"]
-            else:
-                args += ["--resolver", self.dns1, "--timeout", "0.3"]
-            agent = Agent(node, args, node.run.file(host, "%s.jsonl" % label))
-            agent.group = group
-            self.users.append(agent)
+            if mode == "browser" and browser_first:
+                for _ in range(attempts):
+                    self._turn_dns1_to(browser_first)
+                    agent = self._start_user(host, mode, group, label)
+                    wait_until(lambda: (bool(agent.lines()), agent.check_alive()), 10,
+                               "%s's first request" % host)
+                    first = agent.lines()[0]
+                    if first["address"] == browser_first:
+                        break
+                    agent.terminate()
+                    agent.stop()
+                self.browser_cached = dict(t=first["t"], address=first["address"])
+                self.users.append(agent)
+        for host, mode, group in USERS:
+            if not (mode == "browser" and browser_first):
+                self.users.append(self._start_user(host, mode, group, label))
         wait_until(self._all_users_answered, 10, "every user to have sent a request")
         return time.time()
+
+    def _turn_dns1_to(self, address):
+        """Ask dns1 until its *next* answer (cyclic: one step on) starts with ``address``."""
+        for _ in range(len(self.records) + 1):
+            order, _ttl = dig(self.net["pc1"], self.dns1)
+            if len(order) > 1 and order[1] == address:
+                return
+
+    def _start_user(self, host, mode, group, label):
+        node = self.net[host]
+        args = ["user", "--mode", mode, "--interval", str(INTERVAL), "--max-seconds", "60"]
+        if mode == "proxy":
+            # Squid waits CONNECT_TIMEOUT for a dead server before it tries the next one
+            args += ["--proxy", "%s:%d" % (self.gateway, PROXY_PORT),
+                     "--timeout", str(3 * CONNECT_TIMEOUT)]
+        else:
+            args += ["--resolver", self.dns1, "--timeout", "0.3"]
+        agent = Agent(node, args, node.run.file(host, "%s.jsonl" % label))
+        agent.group = group
+        return agent
 
     def _all_users_answered(self):
         for agent in self.users:
@@ -279,9 +318,6 @@ class DnsLab:
         for agent in self.users:
             agent.stop()
         self.users = []
-        if self.proxy:
-            self.proxy.stop()
-            self.proxy = None
 
     # -- the operator --------------------------------------------------------------------
     def health_check_until_dead(self, address, deadline):
@@ -372,21 +408,31 @@ def spread(lab, ctx, ttl, then_crash=False):
     lab.set_zone(ttl, lab.records)
     lab.flush_gateway()
     start = lab.start_users("spread-ttl%d" % ttl)
+    held = lab.gateway_cache()      # Squid's entry, asked right after the phones' first requests
     lab.wait_window(start, WINDOW)
-    table = share_table(lab.samples(start, start + WINDOW))
-    # the proxy started empty: every lookup until the window's end served the window
-    lookups = [x for x in lab.lookups() if x["t"] < start + WINDOW]
+    samples = lab.samples(start, start + WINDOW)
+    table = share_table(samples)
+    # the gateway started empty: every lookup until the window's end served the window
+    lookups = lab.lookups(until=start + WINDOW)
+    # pc3's first lookup came just before ``start``, when it sent its first request
+    browser = sum(1 for s in lab.samples(0.0, start + WINDOW)
+                  if s["group"] == "browser" and s.get("resolved"))
     ctx.say(format_table(table, "\n  TTL %d s, %.1f s of traffic:" % (ttl, WINDOW)))
-    ctx.say("  the carrier gateway resolved the name %d time(s): first address %s"
-            % (len(lookups), ", ".join(lab.name_of(x["addresses"][0]) for x in lookups) or "-"))
-    result = dict(ttl=ttl, table=table, gateway_lookups=len(lookups),
+    ctx.say("  pc3's browser cache resolved the name %d time(s); the carrier gateway's Squid %d "
+            "time(s)%s" % (browser, len(lookups), (
+                ", and right after its first lookup it meant to keep %s for %d s more (TTL %d s)"
+                % (" ".join(lab.name_of(a) for a in held["addresses"]), held["ttl"], ttl))
+                if held else ""))
+    result = dict(ttl=ttl, table=table, gateway_lookups=len(lookups), browser_lookups=browser,
+                  gateway_keeps=held["ttl"] if held else None,
+                  gateway_order=[lab.name_of(a) for a in held["addresses"]] if held else [],
                   max_share={g: round(max_share(table[g]), 2) for g in GROUPS})
     if then_crash:
         # the gateway's BIND holds the answer too, but hands it out rotated
         order = [dig(lab.net["phone1"], lab.gateway)[0] for _ in range(3)]
         ctx.say("  (the gateway's own BIND rotates its cached answer: %s for three digs -- it is "
-                "the proxy, resolving once per TTL, that sends every phone to one server)"
-                % " / ".join(lab.name_of(o[0]) for o in order if o))
+                "Squid, keeping one answer and trying its addresses in order, that sends every "
+                "phone to one server)" % " / ".join(lab.name_of(o[0]) for o in order if o))
         result["dead"] = server_dies(lab, ctx, ttl)
     lab.stop_users()
     return result
@@ -407,30 +453,47 @@ def server_dies(lab, ctx, ttl):
                   error_share={g: round(error_share(samples, g), 2) for g in GROUPS},
                   requests={g: sum(s["group"] == g for s in samples) for g in GROUPS},
                   what_failed={g: failure_kinds(samples, g) for g in GROUPS},
-                  seconds=DEAD_WINDOW)
+                  slow=slow_answers(samples), seconds=DEAD_WINDOW)
     ctx.say("\n== 3. web2 crashes; nobody touches DNS (%.1f s, TTL %d s) ==" % (DEAD_WINDOW, ttl))
     ctx.say("  dns1 still put web2 first in %.0f%% of the PCs' answers: DNS does not know "
             "web2 is dead" % (100 * result["handed_out"]))
     for g in GROUPS:
         ctx.say("  %-20s %3.0f%% of %d requests failed" % (
             LABELS[g], 100 * result["error_share"][g], result["requests"][g]))
-    ctx.say("  (the PCs pick a server per request: about one in three fails. Behind a cache it "
-            "is all or nothing while one answer lasts: everybody fails if it starts with web2)")
+    ctx.say("  (the PCs pick a server per request: about one in three fails. pc3's browser cache "
+            "is all or nothing while one answer lasts: it fails throughout if it starts with web2)")
     ctx.say("  what those users saw: %s" % "; ".join(
         "%s: %s" % (LABELS[g], ", ".join("%d x %s" % (n, kind) for kind, n in
                                          sorted(result["what_failed"][g].items())) or "no error")
         for g in GROUPS))
+    say_slow(ctx, result["slow"])
     return result
 
 
+def slow_answers(samples, group="phones"):
+    """The good answers that took SLOW or more: Squid waited for a dead server."""
+    return sorted(round(s["end"] - s["t"], 2) for s in samples
+                  if s["group"] == group and s["ok"] and s["end"] - s["t"] >= SLOW)
+
+
+def say_slow(ctx, slow):
+    if slow:
+        ctx.say("  the phones got the page, but %d answer(s) took %.1f-%.1f s: Squid tried web2 "
+                "first and waited for it (connect_timeout %d s), then tried the next address of "
+                "its answer and marked web2 bad -- a proxy that retries hides a dead server from "
+                "its users, DNS does not" % (len(slow), slow[0], slow[-1], CONNECT_TIMEOUT))
+    else:
+        ctx.say("  no phone waited more than %.1f s for an answer" % SLOW)
+
+
 def failure_kinds(samples, group):
-    """What a user of ``group`` got instead of the page: ``{"HTTP 502 ...": n, ...}``."""
+    """What a user of ``group`` got instead of the page: ``{"HTTP 503 ...": n, ...}``."""
     kinds = {}
     for s in samples:
         if s["group"] != group or s["ok"]:
             continue
         kind = failure_kind(s.get("status"), s.get("error"))
-        if s.get("status") == 502:
+        if s.get("via_gateway") and s.get("status") in (502, 503, 504):
             kind += " (the carrier gateway's error page)"
         kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
@@ -449,15 +512,18 @@ def damage_run(lab, ctx, ttl, procedure, label, restore=True):
     cap = max(CAP, min(ttl, LONG_TTL) + CAP_AFTER_TTL)
     lab.set_zone(ttl, lab.records)
     pinned = lab.steer_gateway_to(dead_ip)
-    start = lab.start_users("damage-%s" % label)
+    start = lab.start_users("damage-%s" % label, browser_first=dead_ip)
     fault = host_crash(lab.net, DEAD)
     deadline = fault.at + cap
     result = dict(ttl=ttl, procedure=procedure, cap=cap,
                   gateway_cached=[lab.name_of(a) for a in pinned["addresses"]] if pinned else [],
                   # when the gateway took its answer, and when it will ask again
                   gateway_cached_at=round(pinned["t"] - fault.at, 2) if pinned else None,
-                  gateway_expires_at=round(pinned["t"] + pinned["ttl"] - fault.at, 2)
-                  if pinned else None,
+                  # Squid's own count of the seconds it will keep them, whatever the TTL
+                  gateway_keeps=pinned["ttl"] if pinned else None,
+                  # when pc3's browser cache took its answer (and the first address of it)
+                  browser_cached=lab.name_of(lab.browser_cached["address"]),
+                  browser_cached_at=round(lab.browser_cached["t"] - fault.at, 2),
                   detected_after=None, removed_after=None, closed=False)
     try:
         try:
@@ -500,7 +566,7 @@ def damage_run(lab, ctx, ttl, procedure, label, restore=True):
     result["window"] = damage(samples, fault.at)
     result["damage"] = max(result["window"].values())
     result["errors"] = {g: round(error_share(after, g), 2) for g in GROUPS}
-    result["lookups"] = len([x for x in lab.lookups() if x["t"] >= start])
+    result["slow"] = slow_answers(after)
     say_damage(ctx, result)
     return result
 
@@ -509,14 +575,18 @@ def say_damage(ctx, r):
     def secs(v):
         return "%.1f s" % v if v is not None else "never"
     if r["gateway_cached"]:
-        ctx.say("  TTL %d s, %s: the carrier gateway cached %s at %.1f s, to keep until %.1f s"
-                % (r["ttl"], r["procedure"], " ".join(r["gateway_cached"]),
-                   r["gateway_cached_at"], r["gateway_expires_at"]))
+        ctx.say("  TTL %d s, %s: the carrier gateway's Squid cached %s at %.1f s and meant to "
+                "keep it %d s" % (r["ttl"], r["procedure"], " ".join(r["gateway_cached"]),
+                                  r["gateway_cached_at"], r["gateway_keeps"]))
+    ctx.say("  pc3's browser cache took an answer starting with %s at %.1f s, for the TTL: until "
+            "%.1f s" % (r["browser_cached"], r["browser_cached_at"],
+                        r["browser_cached_at"] + r["ttl"]))
     ctx.say("  web2 crashed at 0.0 s; health check saw it down at %s; record removed at %s"
             % (secs(r["detected_after"]), secs(r["removed_after"])))
     for g in GROUPS:
         ctx.say("  %-20s last error at %5.1f s   (%3.0f%% of requests failed after the crash)"
                 % (LABELS[g], r["window"][g], 100 * r["errors"][g]))
+    say_slow(ctx, r["slow"])
     if r["closed"]:
         ctx.say("  damage window: %.1f s (the last user error after the crash)" % r["damage"])
     else:
@@ -531,13 +601,14 @@ def walkthrough(ctx):
         sub.ttl, ", ".join(sub.records), sub.procedure))
     ctx.say("The service's promise (scaled, 1 s here = 1 min): after a server dies, users see "
             "errors for at most %.0f s." % BOUND)
-    topo = DNSRoundRobinTopo(ttl=SHORT_TTL, records=[("www", a) for a in sub.records])
+    topo = DNSRoundRobinTopo(ttl=SHORT_TTL, records=[("www", a) for a in sub.records],
+                             proxy=dict(port=PROXY_PORT, negative_dns_ttl=GATEWAY_HOLD,
+                                        connect_timeout=CONNECT_TIMEOUT))
     detail = dict(ttl=sub.ttl, procedure=sub.procedure, records=sub.records, bound=BOUND)
     with Network(topo, name="lab03-dns-rr", run_folder=ctx.folder("dns-rr")) as net:
         lab = DnsLab(net, sub.records)
         evidence = net.run.path / "measured.json"
         try:
-            lab.start_proxy()
             detail["rotation"] = rotation(lab, ctx)
             ctx.pause(net, "try: pc1 dig @%s www.lab.example +short   (several times)" % lab.dns1)
 
@@ -577,13 +648,18 @@ def flatten(d):
              busiest_share_short=short["max_share"], busiest_share_long=long["max_share"],
              gateway_lookups_short=short["gateway_lookups"],
              gateway_lookups_long=long["gateway_lookups"],
+             browser_lookups_short=short["browser_lookups"],
+             browser_lookups_long=long["browser_lookups"],
+             gateway_keeps_short=short["gateway_keeps"], gateway_keeps_long=long["gateway_keeps"],
+             gateway_hold=GATEWAY_HOLD, dead_slow_phones=dead["slow"],
              pcs_requests_short={k: v for k, v in short["table"]["pcs"].items()},
              dead_handed_out=dead["handed_out"], dead_error_share=dead["error_share"])
     for prefix in ("long", "yours"):
         r = d["long_ttl" if prefix == "long" else "yours"]
         m["%s_gateway_cached" % prefix] = " ".join(r["gateway_cached"])
-        for key in ("gateway_cached_at", "gateway_expires_at", "detected_after", "removed_after", "window", "damage", "closed", "watched",
-                    "still_listed"):
+        for key in ("gateway_cached_at", "gateway_keeps", "browser_cached", "browser_cached_at",
+                    "detected_after", "removed_after",
+                    "window", "damage", "closed", "watched", "still_listed", "errors", "slow"):
             m["%s_%s" % (prefix, key)] = r[key]
     m["worst_case"] = None if m["yours_removed_after"] is None else \
         round(m["yours_removed_after"] + d["ttl"], 2)
@@ -596,9 +672,10 @@ def say_summary(ctx, m):
     for key, ttl in (("short", SHORT_TTL), ("long", LONG_TTL)):
         share = m["busiest_share_%s" % key]
         ctx.say("  TTL %d s: busiest server got %.0f%% (PCs) / %.0f%% (browser) / %.0f%% (phones); "
-                "gateway resolved %d time(s) in %.1f s" % (
+                "in %.1f s pc3 resolved %d time(s), the gateway %d (it keeps every name %s s)" % (
                     ttl, 100 * share["pcs"], 100 * share["browser"], 100 * share["phones"],
-                    m["gateway_lookups_%s" % key], WINDOW))
+                    WINDOW, m["browser_lookups_%s" % key], m["gateway_lookups_%s" % key],
+                    m["gateway_keeps_%s" % key]))
     ctx.say("  web2 dead, DNS unchanged: dns1 handed web2 out first in %.0f%%; PCs' requests "
             "failed %.0f%%" % (100 * m["dead_handed_out"], 100 * m["dead_error_share"]["pcs"]))
     for key, label, ttl, procedure in (("long", "long TTL", LONG_TTL, "remove-record"),

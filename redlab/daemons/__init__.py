@@ -5,5 +5,7 @@ from redlab.daemons.bind import Bind
 from redlab.daemons.haproxy import HAProxy
 from redlab.daemons.keepalived import Keepalived, KeepalivedLvs
 from redlab.daemons.nginx import Nginx
+from redlab.daemons.squid import Squid
 
-__all__ = ["Daemon", "render_template", "Bind", "HAProxy", "Keepalived", "KeepalivedLvs", "Nginx"]
+__all__ = ["Daemon", "render_template", "Bind", "HAProxy", "Keepalived", "KeepalivedLvs", "Nginx",
+           "Squid"]

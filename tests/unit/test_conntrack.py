@@ -2,7 +2,7 @@
 
 import pytest
 
-from controllers.conntrack import CLOSING, ESTABLISHED, SYN_RECV, Connection, \
+from controllers.conntrack import CLOSING, SYN_RECV, Connection, \
     ConnectionTable
 
 CLIENT = "10.0.1.5"

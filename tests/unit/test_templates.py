@@ -232,3 +232,82 @@ def test_failed_dry_run_names_the_node_and_quotes_the_output(node):
     assert str(info.value).startswith("web1: haproxy configuration %s is invalid" %
                                       haproxy.config_file)
     assert "[ALERT] parsing line 3: unknown keyword" in str(info.value)
+
+
+# -- Squid (lab 03's carrier gateway) and BIND's query log ---------------------------------
+
+def test_squid_ipcache_page_is_read_in_squids_order():
+    from redlab.daemons.squid import parse_ipcache
+    page = (" Hostname                        Flg lstref    TTL  N(b)\n"
+            " www.lab.example                          0      4  3( 1)"
+            "                                     10.0.0.12-BAD\n"
+            "                                                                     "
+            "                         10.0.0.13-OK \n"
+            "                                                                     "
+            "                         10.0.0.11-OK \n"
+            " gone.lab.example                N      2      1  0( 0)\n")
+    assert parse_ipcache(page, "www.lab.example") == dict(
+        addresses=["10.0.0.12", "10.0.0.13", "10.0.0.11"], bad=["10.0.0.12"], ttl=4,
+        negative=False)
+    assert parse_ipcache(page, "gone.lab.example") == dict(addresses=[], bad=[], ttl=1,
+                                                           negative=True)
+    assert parse_ipcache(page, "lab.example") is None
+    assert parse_ipcache("", "www.lab.example") is None
+
+
+def test_named_query_log_lines_become_queries():
+    import time
+
+    from redlab.daemons.bind import parse_querylog
+    log = ("28-Nov-2026 13:06:02.316 client @0x7f4a48031c98 10.0.1.1#39641 (www.lab.example): "
+           "query: www.lab.example IN A + (10.0.1.1)\n"
+           "28-Nov-2026 13:06:02.316 client @0x7f4a48031c98 10.0.1.1#39641 (www.lab.example): "
+           "query failed (SERVFAIL) for www.lab.example/IN/A at query.c:7177\n"
+           "28-Nov-2026 13:06:03.5 client @0x7f 10.0.1.101#5353 (1.0.0.10.in-addr.arpa): "
+           "query: 1.0.0.10.in-addr.arpa IN PTR + (10.0.1.1)\n"
+           "28-Nov-2026 13:06:04.000 running\n")
+    rows = parse_querylog(log)
+    assert [(r["client"], r["name"], r["type"]) for r in rows] == [
+        ("10.0.1.1", "www.lab.example", "A"), ("10.0.1.101", "1.0.0.10.in-addr.arpa", "PTR")]
+    local = time.mktime((2026, 11, 28, 13, 6, 2, 0, 0, -1))
+    assert rows[0]["t"] == pytest.approx(local + 0.316) and rows[1]["t"] == pytest.approx(local + 1.5)
+
+
+@pytest.mark.parametrize("option, value, words", [
+    ("forward_max_tries", 0, "forward_max_tries must be a whole number >= 1"),
+    ("negative_dns_ttl", 0.5, "negative_dns_ttl must be a whole number >= 1"),
+    ("connect_timeout", "1s", "connect_timeout must be a whole number >= 1"),
+])
+def test_squid_refuses_a_setting_it_cannot_take(option, value, words):
+    from types import SimpleNamespace
+
+    from redlab.daemons import Squid
+    node = SimpleNamespace(name="carriergw")
+    squid = Squid(node, resolvers=["10.0.1.1"], **{option: value})
+    with pytest.raises(ConfigError, match=words):
+        squid.values()
+    assert "10.0.1.1" in str(Squid(node, resolvers=["10.0.1.1"]).values()["resolvers"])
+
+
+def test_squid_config_caches_names_not_pages_and_squid_accepts_it(node):
+    from redlab.daemons import Squid
+    from redlab.system import find_binary
+    squid = Squid(node, resolvers=["10.0.1.1"], allow=["10.0.1.0/24"], negative_dns_ttl=5,
+                  connect_timeout=1)
+    config = rendered(squid)
+    for line in ("http_port 3128", "acl users src 10.0.1.0/24", "cache deny all",
+                 "dns_nameservers 10.0.1.1", "hosts_file none", "negative_dns_ttl 5 seconds",
+                 "forward_max_tries 25", "connect_timeout 1 seconds",
+                 "pid_filename %s/squid.pid" % squid.folder,
+                 "access_log stdio:%s/access.log logformat=redlab" % squid.folder,
+                 "cache_effective_user proxy"):
+        assert "\n%s\n" % line in config, line
+    if find_binary("squid"):           # Squid's own parser, as the daemon's dry run uses it
+        done = subprocess.run(["squid", "-k", "parse", "-f", str(squid.config_file)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        assert done.returncode == 0, done.stdout.decode(errors="replace")[-800:]
+
+
+def test_bind_query_log_only_when_asked(node):
+    assert "querylog" not in rendered(Bind(node, forwarders=["10.0.0.53"]))
+    assert "    querylog yes;" in rendered(Bind(node, forwarders=["10.0.0.53"], querylog=True))
