@@ -14,6 +14,7 @@ import time
 
 from controllers.service import ServiceConfigError, load_service
 from redlab import faults
+from redlab.agent import ClientAgent
 from redlab.errors import RedlabError
 from redlab.labs import failed, passed
 from redlab.lb import render_keepalived_lvs
@@ -28,6 +29,9 @@ TITLE = "Load balancer and health checks"
 TOPOLOGY = "topologies/service_lan.py"
 MAX_DETECT = 5.0
 REQUESTS = 12
+SCALE_MBIT = 4                 # each server's capacity in the scale-out step
+SCALE_FILES = 12               # parallel downloads: 4 per server with three, 3 with four
+SCALE_SIZE = 250_000           # bytes each: 4 x 2 Mbit at 4 Mbit/s = 2 s for three servers
 
 
 def walkthrough(ctx):
@@ -147,28 +151,99 @@ def virtual_server(ctx, lab):
 
 
 def scale_out(ctx, m, lab, name):
-    """The notes: more traffic than the servers can take -> add a server, keep the old ones."""
+    """The notes: more traffic than the servers can take -> add a server, keep the old ones.
+
+    Each server's capacity is made real first: its link sends at most SCALE_MBIT (tc
+    tbf on its own interface).  The same batch of SCALE_FILES parallel downloads runs
+    before and after the new server joins.
+    """
     host = lab[name]
-    ctx.say("\nScale out: %s (%s) is racked and running; the operator adds it to the service "
-            "while clients keep using the VIP:\n  # redlab lb add %s %s" % (
-                name, host.IP(), name, host.IP()))
-    added = lab.control({"cmd": "add_server", "name": name, "ip": host.IP(),
-                         "port": lab.service.port, "weight": 1})
-    if not added["ok"]:
-        raise RedlabError("could not add %s: %s" % (name, added["error"]))
-    t0 = time.time()
-    hc = lab.service.health_check
-    wait_until(lambda: ({s["name"]: s["health"] for s in lab.status()["servers"]}[name] == "up",
-                        lab.status_text()), hc.rise * (hc.interval + hc.timeout) + 5,
-               "%s to pass its first health checks" % name)
-    joined = time.time() - t0
-    after = [lab.get(timeout=1) for _ in range(2 * REQUESTS)]
-    spread = collections.Counter(s or "-" for _, s in after)
-    m["scale_out"] = dict(server=name, joined_after=round(joined, 3), spread=dict(spread))
-    ctx.say("  %s joined after %.2f s (its health checks had to pass first, rise %d); %d "
-            "requests now: %s -- the old servers keep serving, the new one takes its share"
-            % (name, joined, hc.rise, len(after), dict(sorted(spread.items()))))
+    servers = [s.name for s in lab.service.real_servers] + [name]
+    wait_all_up(lab, "web2 and web3 to be back in the service after the repair")
+    for server in servers:
+        lab[server].daemons["nginx"].publish("x" * SCALE_SIZE, "big.bin")
+        shape(lab[server], SCALE_MBIT)
+    ctx.say("\nScale out.  Every web server can now send %d Mbit/s (tc tbf on its link): its "
+            "capacity.  client1 downloads %d files of %d kB at once through the VIP, more "
+            "than the three servers can send quickly:" % (SCALE_MBIT, SCALE_FILES,
+                                                          SCALE_SIZE // 1000))
+    agent = ClientAgent(lab.client, lab.service.vip, lab.service.port, "lab 05 downloader")
+    try:
+        before = download_batch(lab, agent, SCALE_FILES)
+        say_batch(ctx, "  with %d servers:" % (len(servers) - 1), before)
+        ctx.say("  %s (%s) is racked and running; the operator adds it to the service while "
+                "clients keep using the VIP:\n  # redlab lb add %s %s" % (
+                    name, host.IP(), name, host.IP()))
+        added = lab.control({"cmd": "add_server", "name": name, "ip": host.IP(),
+                             "port": lab.service.port, "weight": 1})
+        if not added["ok"]:
+            raise RedlabError("could not add %s: %s" % (name, added["error"]))
+        t0 = time.time()
+        hc = lab.service.health_check
+        wait_until(lambda: ({s["name"]: s["health"] for s in lab.status()["servers"]}[name]
+                            == "up", lab.status_text()), hc.rise * (hc.interval + hc.timeout) + 5,
+                   "%s to pass its first health checks" % name)
+        joined = time.time() - t0
+        after = download_batch(lab, agent, SCALE_FILES)
+        say_batch(ctx, "  with %d servers:" % len(servers), after)
+    finally:
+        agent.stop()
+    answers = [lab.get(timeout=1) for _ in range(2 * REQUESTS)]
+    spread = collections.Counter(s or "-" for _, s in answers)
+    m["scale_out"] = dict(server=name, joined_after=round(joined, 3), spread=dict(spread),
+                          mbit=SCALE_MBIT, files=SCALE_FILES, size=SCALE_SIZE,
+                          before=before, after=after)
+    ctx.say("  %s joined after %.2f s (its health checks had to pass first, rise %d); the same "
+            "batch took %.2f s instead of %.2f s (x%.2f), and %d small requests now go %s -- "
+            "the old servers keep serving, the new one takes its share of the work"
+            % (name, joined, hc.rise, after["seconds"], before["seconds"],
+               after["seconds"] / before["seconds"], len(answers), dict(sorted(spread.items()))))
     ctx.say(lab.status_text())
+
+
+def shape(host, mbit):
+    """The host's link sends at most ``mbit`` Mbit/s (tc tbf, the server's egress)."""
+    intf = host.defaultIntf().name
+    out = host.cmd("tc qdisc replace dev %s root tbf rate %dmbit burst 32kb latency 400ms 2>&1"
+                   % (intf, mbit))
+    if out.strip():
+        raise RedlabError("%s: could not limit %s to %d Mbit/s: %s" % (host.name, intf, mbit,
+                                                                      out.strip()))
+
+
+def download_batch(lab, agent, n):
+    """``n`` parallel downloads of /big.bin: files and last finish per server, all done.
+
+    A busy link delays the health checks' answers too; the batch ends when every
+    server in the service is up again, and says which ones a check took out meanwhile.
+    """
+    started = time.time()
+    per = collections.defaultdict(list)
+    for answer in agent.ask("fetch %d /big.bin" % n, timeout=120):
+        server, _, seconds = answer.partition(":")
+        per[server].append(float(seconds))
+    if "?" in per or any(not s.startswith("web") for s in per):
+        raise RedlabError("some downloads failed: %s" % dict(per))
+    wait_all_up(lab, "every server to pass its health checks after the downloads")
+    return dict(files={s: len(t) for s, t in sorted(per.items())},
+                seconds=round(max(max(t) for t in per.values()), 2),
+                checks_failed=sorted({t["server"] for t in lab.checker.transitions(
+                    state="down", since=started)}))
+
+
+def wait_all_up(lab, what):
+    hc = lab.service.health_check
+    wait_until(lambda: (all(s["health"] == "up" for s in lab.status()["servers"]),
+                        lab.status_text()), hc.rise * (hc.interval + hc.timeout) + 10, what)
+
+
+def say_batch(ctx, title, batch):
+    ctx.say("%s %s -- all done after %.2f s%s" % (title, ", ".join(
+        "%s %d files" % (s, n) for s, n in batch["files"].items()), batch["seconds"],
+        "; meanwhile the health checks of %s timed out on the busy link and took %s out "
+        "for a moment" % (" and ".join(batch["checks_failed"]),
+                          "them" if len(batch["checks_failed"]) > 1 else "it")
+        if batch["checks_failed"] else ""))
 
 
 def break_web2_web3(lab):

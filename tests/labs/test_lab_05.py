@@ -46,6 +46,11 @@ def test_the_walkthrough_shows_the_matrix_and_the_ipvs_comparison(run_folder):
     grow = m["scale_out"]
     assert grow["server"] == "web4" and grow["joined_after"] > 0
     assert grow["spread"] == {"web1": 6, "web2": 6, "web3": 6, "web4": 6}, grow
+    # ... and the capacity grew: the same batch of downloads, each server limited to the
+    # same rate, is spread over four servers instead of three and finishes sooner
+    assert grow["before"]["files"] == {"web1": 4, "web2": 4, "web3": 4}, grow
+    assert grow["after"]["files"] == {"web1": 3, "web2": 3, "web3": 3, "web4": 3}, grow
+    assert grow["after"]["seconds"] < 0.9 * grow["before"]["seconds"], grow
     if kernel_has_ipvs():
         assert m["ipvs"]["detected"] is not None, m["ipvs"]
         assert {s for _, s in m["ipvs"]["after"]} == {"web1"}, m["ipvs"]
