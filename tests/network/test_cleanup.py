@@ -16,9 +16,9 @@ from topologies.service_lan import ServiceLanTopo
 from topologies.vrrp_pair import VRRPPairTopo
 
 
-def start_lab_in_child(redlab_cmd, run_folder):
+def start_lab_in_child(redlab_cmd, run_folder, topology="vrrp_pair"):
     out = open(run_folder / "child.out", "w")
-    child = subprocess.Popen(redlab_cmd + ["up", "vrrp_pair", "--hold", "120"], stdout=out,
+    child = subprocess.Popen(redlab_cmd + ["up", topology, "--hold", "120"], stdout=out,
                              stderr=subprocess.STDOUT, start_new_session=True)
     wait_until(lambda: ("is up" in (run_folder / "child.out").read_text(),
                         (run_folder / "child.out").read_text()[-300:]), 30,
@@ -26,8 +26,12 @@ def start_lab_in_child(redlab_cmd, run_folder):
     return child
 
 
-def test_kill_9_then_redlab_clean_then_a_new_network(redlab_cmd, run_folder):
-    child = start_lab_in_child(redlab_cmd, run_folder)
+@pytest.mark.parametrize("topology, daemons", [
+    ("vrrp_pair", ["keepalived"]),
+    ("dns_rr", ["named", "squid"]),          # Squid runs as user proxy, still cleaned
+])
+def test_kill_9_then_redlab_clean_then_a_new_network(redlab_cmd, run_folder, topology, daemons):
+    child = start_lab_in_child(redlab_cmd, run_folder, topology)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
 
@@ -36,7 +40,8 @@ def test_kill_9_then_redlab_clean_then_a_new_network(redlab_cmd, run_folder):
     stale = [e for e in registered_runs() if e["owner_pid"] == child.pid]
     assert len(stale) == 1 and not owner_alive(stale[0])
     alive = [p for p in stale[0]["processes"] if os.path.exists("/proc/%d" % p["pid"])]
-    assert any("keepalived" in p["what"] for p in alive), alive
+    for daemon in daemons:
+        assert any(daemon in p["what"] for p in alive), (daemon, alive)
 
     # a new network refuses to start on top of it, and says what to do
     with pytest.raises(RedlabError, match="redlab clean"):
@@ -45,7 +50,8 @@ def test_kill_9_then_redlab_clean_then_a_new_network(redlab_cmd, run_folder):
 
     cleaned = subprocess.run(redlab_cmd + ["clean"], capture_output=True, text=True)
     assert cleaned.returncode == 0, cleaned.stderr
-    assert "OVS bridge s1" in cleaned.stdout and "keepalived" in cleaned.stdout
+    assert "OVS bridge s1" in cleaned.stdout
+    assert all(daemon in cleaned.stdout for daemon in daemons), cleaned.stdout
     assert "s1" not in ovs_bridges()
     assert not [e for e in registered_runs() if e["owner_pid"] == child.pid]
     for proc in stale[0]["processes"]:

@@ -60,7 +60,9 @@ def test_least_connection_family_picks_what_the_formula_says(run_folder, algo):
                              run_folder=run_folder) as lab:
         start = time.time()
         holder = Holder(lab, 6)
-        got = lab.scheduled(since=start)
+        # the controller's event log is written after the SYN went on: wait for all six
+        got = wait_until(lambda: (len(lab.scheduled(since=start)) >= 6,
+                                  lab.scheduled(since=start)), 5, "six scheduling decisions")
         # the same decisions, made by the pure scheduler on the same (active) counts
         servers = [RealServer(name="web%d" % n, ip=ap.web(n), port=80, weight=w)
                    for n, w in enumerate(weights, 1)]
