@@ -11,6 +11,7 @@ from redlab import addressing as ap
 from redlab.daemons import Squid
 from redlab.errors import ConfigError
 from redlab.faults import host_crash
+from redlab.wait import wait_until
 from topologies.dns_rr import NAME, ZONE, DNSRoundRobinTopo
 
 URL = "http://%s.%s/" % (NAME, ZONE)
@@ -44,8 +45,10 @@ def test_squid_keeps_a_name_for_negative_dns_ttl_whatever_the_ttl(network, ttl, 
     assert held and held["ttl"] in (hold - 1, hold), held
     assert sorted(held["addresses"]) == sorted(ap.web(n) for n in (1, 2, 3))
     # the access log says which server the request went to: the first of the answer
-    rows = [r for r in squid.requests() if r["url"] == URL]
-    assert rows and rows[0]["status"] == 200 and rows[0]["upstream"] == held["addresses"][0]
+    # (Squid writes the line when the transaction ends, which may be after curl's end)
+    rows = wait_until(lambda: [r for r in squid.requests() if r["url"] == URL], 5,
+                      "Squid to log the request")
+    assert rows[0]["status"] == 200 and rows[0]["upstream"] == held["addresses"][0]
     assert server == "web%d" % (int(rows[0]["upstream"].rsplit(".", 1)[1]) - ap.WEB_BASE)
     # the gateway's BIND saw exactly one A query from Squid for the name
     queries = [q for q in net["carriergw"].daemons["named"].queries()
