@@ -6,6 +6,7 @@ measurements are read back from the ``measured.json`` it leaves in its run folde
 """
 
 import json
+import re
 
 import pytest
 
@@ -95,3 +96,21 @@ def test_a_bad_dns_yaml_is_refused_naming_the_field(tmp_path, text, words):
     (tmp_path / "dns.yaml").write_text(text)
     result = LAB.module.check_dns_yaml_is_valid(labs.Context(LAB, tmp_path), {})
     assert not result.passed and words in result.reason, result.reason
+
+
+def test_the_guides_cli_commands_show_squids_cache(run_folder):
+    """`redlab run 03 --cli`, first stop: the guide's commands, typed at mininet> (their
+    output saved to files, to be read here)."""
+    headers, cache = run_folder / "headers.txt", run_folder / "ipcache.txt"
+    first_stop = ("phone1 curl -s -i -m 3 -x http://10.0.1.1:3128 http://www.lab.example/ > %s\n"
+                  "carriergw curl -s -m 2 http://127.0.0.1:3128/squid-internal-mgr/ipcache "
+                  "| tail -5 > %s\n" % (headers, cache))
+    _ctx, m = LAB.walkthrough(LAB.reference, run_folder=run_folder,
+                              cli_script=[first_stop, ""])
+    reply = headers.read_text()
+    assert re.search(r"(?m)^X-Served-By: web[123]", reply) and "(squid/" in reply, reply
+    # Squid's cached answer: the name, then all three addresses in the order it tries them
+    page = cache.read_text()
+    assert any(line.split()[:1] == ["www.lab.example"] for line in page.splitlines()), page
+    assert all("%s-OK" % a in page for a in ("10.0.0.11", "10.0.0.12", "10.0.0.13")), page
+    assert m["rotates"]
