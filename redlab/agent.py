@@ -134,5 +134,19 @@ class ClientAgent:
             raise RedlabError("%s could not do %r: %s" % (self.host.name, line, reply))
         return reply[2:].split()
 
+    def fetch(self, n, path, timeout=120):
+        """``n`` parallel downloads of ``path``: ``{server: [seconds of each download]}``.
+
+        A download without ``X-Served-By`` is under ``"?"``; one that failed is under its
+        error (``"ERROR:TimeoutError"``), with ``None`` for its time."""
+        per = {}
+        for answer in self.ask("fetch %d %s" % (n, path), timeout=timeout):
+            if answer.startswith("ERROR:"):
+                per.setdefault(answer, []).append(None)
+            else:
+                server, _, seconds = answer.partition(":")
+                per.setdefault(server, []).append(float(seconds))
+        return per
+
     def stop(self):
         end_process(self.host, self.proc, 5, ask=lambda p: p.stdin.close())  # EOF: it exits

@@ -218,12 +218,9 @@ def download_batch(lab, agent, n):
     server in the service is up again, and says which ones a check took out meanwhile.
     """
     started = time.time()
-    per = collections.defaultdict(list)
-    for answer in agent.ask("fetch %d /big.bin" % n, timeout=120):
-        server, _, seconds = answer.partition(":")
-        per[server].append(float(seconds))
-    if "?" in per or any(not s.startswith("web") for s in per):
-        raise RedlabError("some downloads failed: %s" % dict(per))
+    per = agent.fetch(n, "/big.bin")
+    if any(not s.startswith("web") for s in per):
+        raise RedlabError("some downloads failed: %s" % per)
     wait_all_up(lab, "every server to pass its health checks after the downloads")
     return dict(files={s: len(t) for s, t in sorted(per.items())},
                 seconds=round(max(max(t) for t in per.values()), 2),

@@ -527,14 +527,11 @@ def capacity(ctx, size=CAPACITY_FILE, n=CAPACITY_DOWNLOADS):
             for algo in ("rr", "wrr"):
                 if not lab.control({"cmd": "set_scheduler", "lb_algo": algo})["ok"]:
                     raise RedlabError("the controller refused the scheduler %s" % algo)
-                times = collections.defaultdict(list)
-                for answer in agent.ask("fetch %d /big.bin" % n, timeout=120):
-                    server, _, seconds = answer.partition(":")
-                    times[server].append(float(seconds))
+                times = agent.fetch(n, "/big.bin")
                 if set(times) - set(SERVERS):
-                    raise RedlabError("some downloads failed: %s" % dict(times))
-                result[algo] = {name: dict(files=len(times[name]),
-                                           slowest=round(max(times[name], default=0), 2))
+                    raise RedlabError("some downloads failed: %s" % times)
+                result[algo] = {name: dict(files=len(times.get(name, [])),
+                                           slowest=round(max(times.get(name, []), default=0), 2))
                                 for name in SERVERS}
                 ctx.say("   %-4s %s   all done after %.2f s" % (algo, "   ".join(
                     "%s: %d files, last done after %.2f s" % (
