@@ -20,8 +20,8 @@ answer for its TTL, like the carrier gateway (キャリアゲートウェイ) of
 Its Squid is the proxy every phone's request goes through: it resolves the name
 through that BIND and keeps the answer in its own cache (Debian 12's Squid 5.7 keeps
 every name for ``negative_dns_ttl``, whatever the record's TTL: ``proxy=dict(...)``
-sets it).  The PCs ask dns1 directly.  Hosts share one filesystem, so nobody has a resolv.conf of
-its own: clients name their resolver (``dig @server``).
+sets it).  The PCs ask dns1 directly.  Hosts share one filesystem, so nobody has a
+resolv.conf of its own: clients name their resolver (``dig @server``).
 
     sudo mn --custom topologies/dns_rr.py --topo dns_rr --switch ovs,datapath=user \\
         --controller remote --test pingall

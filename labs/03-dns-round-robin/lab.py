@@ -500,7 +500,8 @@ def failure_kinds(samples, group):
 
 
 def damage_run(lab, ctx, ttl, procedure, label, restore=True):
-    """web2 dies right after the carrier gateway cached an answer that starts with it.
+    """web2 dies right after the gateway's Squid and pc3's browser cached an answer that
+    starts with it.
 
     The operator's health check notices; with ``remove-record`` the record goes.  Watch
     until every user has had STREAK good answers and dns1 no longer hands web2 out, or

@@ -14,8 +14,9 @@ for TTL 5 s records under ``negative_dns_ttl 60``.
 ``forward_max_tries`` is how many addresses (or retries) Squid tries for one request:
 its default 25 moves on to the next A record when a server cannot be reached (the
 user gets the page, late); with ``1`` the user gets Squid's error page (HTTP 503)
-instead -- measured: once, after which Squid starts with another address.  Each request is logged with the upstream address that served it
-(``access.log``); ``ipcache()`` reads the cache manager's ``ipcache`` page.
+instead -- measured: once, after which Squid starts with another address.  Each
+request is logged with the upstream address that served it (``access.log``);
+``ipcache()`` reads the cache manager's ``ipcache`` page.
 """
 
 import re
