@@ -48,9 +48,11 @@ class CheckResult:
     passed: bool
     reason: str                 # what a student can act on (for a pass: what was seen)
     measured: dict = field(default_factory=dict)
+    scored: bool = True         # False: information (it measures the lab, not the student)
 
     def line(self):
-        return "%s  %s: %s" % ("PASS" if self.passed else "FAIL", self.name, self.reason)
+        mark = ("PASS" if self.passed else "FAIL") if self.scored else "INFO"
+        return "%s  %s: %s" % (mark, self.name, self.reason)
 
 
 def passed(name, reason, **measured):
@@ -61,13 +63,30 @@ def failed(name, reason, **measured):
     return CheckResult(name, False, reason, measured)
 
 
+def info(result):
+    """The same result shown as information: no submission could fail it, so it is not
+    scored (it measures keepalived or the harness, not the student)."""
+    result.scored = False
+    return result
+
+
+def scored(results):
+    """The results that count towards the grade."""
+    return [r for r in results if r.scored]
+
+
 class Context:
     """What a walk-through gets: the submission, a run folder, narration, CLI pauses."""
 
     def __init__(self, lab, submission, run_folder=None, cli=False, out=print, grading=False,
-                 cli_script=None):
+                 cli_script=None, student=None, class_mode=False):
         self.lab = lab
         self.grading = grading          # True under `redlab grade`: demonstrations may be skipped
+        # the student's name (their folder's name in a class; None for one submission): a lab
+        # whose answers could be copied between students derives a variant from it
+        self.student = student
+        # grading a class: a FAIL reason must not print the expected answer
+        self.class_mode = class_mode
         self.submission = Path(submission)
         self.run_folder = Path(run_folder) if run_folder else None
         self.cli = cli or cli_script is not None
@@ -204,9 +223,10 @@ class Lab:
         ctx = Context(self, submission or self.submission, out=None)
         return verbs[name][0](ctx, list(args)) or ""
 
-    def grade(self, submission=None, run_folder=None, out=None):
+    def grade(self, submission=None, run_folder=None, out=None, student=None, class_mode=False):
         """Run the walk-through on a submission and every check; return the results."""
-        ctx = Context(self, submission or self.submission, run_folder, False, out, grading=True)
+        ctx = Context(self, submission or self.submission, run_folder, False, out, grading=True,
+                      student=student, class_mode=class_mode)
         if not ctx.submission.is_dir():
             raise ConfigError("submission folder %s does not exist" % ctx.submission)
         results = []
