@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from redlab.nodes import netns_of, pids_in_netns
-from redlab.runs import owner_alive, registered_runs, run_root, same_process
+from redlab.runs import RUN_MARKER, owner_alive, registered_runs, run_root, same_process
 
 
 def _kill(pid):
@@ -74,12 +74,14 @@ def clean_entry(entry):
 
 
 def clean(include_live=False, keep_runs=10):
-    """Clean every registered run whose owner is gone (all of them with ``include_live``).
+    """Clean every sandbox and registered run whose owner is gone (all with ``include_live``).
 
-    Returns ``(report_lines, cleaned_entries)``.  Run folders under the default run
-    root beyond the newest ``keep_runs`` are deleted; the newest are kept as evidence.
+    Returns ``(report_lines, cleaned_entries)``.  Run folders that redlab made under the
+    default run root beyond the newest ``keep_runs`` are deleted (``None``: none are);
+    the newest are kept as evidence.
     """
-    report = []
+    from redlab.sandbox import clean_stale
+    report = clean_stale(include_live)
     cleaned = []
     for entry in registered_runs():
         if owner_alive(entry) and not include_live:
@@ -92,16 +94,21 @@ def clean(include_live=False, keep_runs=10):
         report.append("run %s: %s" % (entry["id"], ", ".join(removed) or "nothing was left"))
         if entry.get("path"):
             report.append("  its run folder (kept as evidence): %s" % entry["path"])
-    report += prune_run_folders(keep_runs)
+    if keep_runs is not None:
+        report += prune_run_folders(keep_runs)
     return report, cleaned
 
 
 def prune_run_folders(keep):
+    """Delete all but the newest ``keep`` run folders -- only folders redlab made (they
+    hold its marker file), never a link, never one a live run uses."""
     root = run_root()
     if not root.is_dir():
         return []
     live = {e.get("path") for e in registered_runs()}
-    folders = sorted((p for p in root.iterdir() if p.is_dir() and str(p) not in live),
+    folders = sorted((p for p in root.iterdir()
+                      if not p.is_symlink() and p.is_dir() and str(p) not in live
+                      and (p / RUN_MARKER).is_file() and not (p / RUN_MARKER).is_symlink()),
                      key=lambda p: p.stat().st_mtime, reverse=True)
     report = []
     for old in folders[keep:]:

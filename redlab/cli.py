@@ -296,8 +296,21 @@ def build_parser():
     return parser
 
 
+def needs_sandbox(args):
+    """Commands that build a network run in a sandbox of their own (redlab.sandbox)."""
+    if args.func is cmd_run:
+        return bool(args.name) and not args.list
+    if args.func is cmd_grade:      # a class: each student is graded in a sandbox of its own
+        return not getattr(args, "class_dir", None)
+    return args.func in (cmd_demo, cmd_up)
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    from redlab import sandbox
+    if needs_sandbox(args) and not sandbox.inside() and sandbox.available() is None:
+        return sandbox.run([sys.executable, "-m", "redlab.cli"] + argv, name=args.command)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     _terminate_gracefully()

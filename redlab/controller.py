@@ -49,7 +49,7 @@ class ControllerProcess:
         self.config = dict(config or {})
         self.config.setdefault("events_file", str(self.events_file))
         # AF_UNIX paths are limited to 107 bytes: the control socket lives in the state dir
-        self.socket_path = str(state_dir() / ("ctl-%s.sock" % run.id.split("-")[2]))
+        self.socket_path = str(state_dir() / ("ctl-%d.sock" % os.getpid()))
         self.config.setdefault("control_socket", self.socket_path)
         self.proc = None
         self.started_at = None

@@ -22,6 +22,7 @@ from redlab import addressing
 from redlab.agent import HostAgent
 from redlab.errors import ConfigError, RedlabError
 from redlab.runs import owner_alive, registered_runs
+from redlab.sandbox import sandboxes_dir
 from redlab.wait import wait_until
 
 LB_APP = "controllers.lb"
@@ -142,12 +143,25 @@ def lb_request(net, message):
 
 
 def live_socket():
-    """The control socket of the running load balancer (for `redlab lb` in a second shell)."""
+    """The control socket of the running load balancer (for `redlab lb` in a second shell).
+
+    Its own runs first, then those of the sandboxes below this state folder (each
+    ``redlab run lb`` has one: their pids mean nothing here, so a socket counts as live
+    when it accepts a connection).
+    """
     for entry in registered_runs():
         if owner_alive(entry):
             for path in entry.get("files", []):
                 if path.endswith(".sock") and os.path.exists(path):
                     return path, entry
+    for path in sorted(sandboxes_dir().glob("**/ctl-*.sock")):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                s.connect(str(path))
+        except OSError:
+            continue
+        return str(path), {"id": path.parent.name}
     raise RedlabError("no load balancer is running; start one in another shell with "
                       "`redlab run lb --cli` (or --hold SECONDS)")
 

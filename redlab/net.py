@@ -45,6 +45,21 @@ mininet.node.getincrementaldecoder = functools.partial(
     codecs.getincrementaldecoder("utf-8"), errors="replace")
 
 
+def init_mininet():
+    """Mininet's own start-up (``Mininet.init``) without its host-wide sysctls.
+
+    ``fixLimits`` raises the rlimits (wanted) and writes sysctls; in a sandbox's network
+    namespace ``net.core.*`` do not exist (it warns on every run), and ``fs.file-max`` or
+    ``kernel.pty.max`` are the whole machine's, which a sandbox must not change.
+    """
+    from mininet.util import rlimitTestAndSet
+    from resource import RLIMIT_NOFILE, RLIMIT_NPROC
+    if not Mininet.inited:
+        rlimitTestAndSet(RLIMIT_NPROC, 8192)
+        rlimitTestAndSet(RLIMIT_NOFILE, 16384)
+        Mininet.inited = True
+
+
 def orphan_shells(names):
     """Pids of this process's Mininet node shells (``bash ... mininet:NAME``) for ``names``.
 
@@ -198,6 +213,7 @@ class Network:
 
     def _build(self):
         setLogLevel(os.environ.get("REDLAB_MININET_LOG", "warning"))
+        init_mininet()
         switch = functools.partial(OVSSwitch, datapath=self.datapath, protocols="OpenFlow13",
                                    reconnectms=1000)
         controller = None

@@ -11,7 +11,16 @@ Locations (override with environment variables):
 
 - ``REDLAB_RUN_ROOT`` (default ``/var/lib/redlab/runs``): run folders.
 - ``REDLAB_STATE_DIR`` (default ``/run/redlab``): the registry and the lock; on tmpfs,
-  so a reboot (which also removes every namespace and veth) empties it.
+  so a reboot (which also removes every namespace and veth) empties it.  A sandbox
+  (``redlab.sandbox``) has its own: ``<state>/sandboxes/<id>/``.
+
+Both are root's.  The state folder is mode 0700: the registry says what ``redlab clean``
+will kill and delete, so nobody else may read or write it; the lock is opened without
+following links.  Run folders are 0711: nobody else may list or write them, but the
+daemons that drop root inside a host (nginx's workers as www-data, Squid as proxy,
+named as bind) must still reach their own files (measured: with 0700 nginx answers 404,
+``stat() ... Permission denied``).  A student's code does not see them at all: its jail
+hides the whole run root (``redlab.jail``).
 """
 
 import fcntl
@@ -24,12 +33,31 @@ from pathlib import Path
 from redlab.errors import RedlabError
 
 
+RUN_MARKER = ".redlab-run"      # in every run folder redlab made: only those are pruned
+RUN_MODE = 0o711                # see above: traversable by the daemons' own users
+
+
 def run_root():
     return Path(os.environ.get("REDLAB_RUN_ROOT", "/var/lib/redlab/runs"))
 
 
 def state_dir():
     return Path(os.environ.get("REDLAB_STATE_DIR", "/run/redlab"))
+
+
+def private_dir(path, mode=0o700):
+    """Create ``path`` (and missing parents) root-only; refuse a link or a folder that
+    is not root's (someone else could have put it there to steer us)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    st = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path) or \
+            (os.geteuid() == 0 and st.st_uid != 0):
+        raise RedlabError("%s is not a folder of root's (a link, or owned by uid %d); "
+                          "remove it and run again" % (path, st.st_uid))
+    if st.st_mode & 0o777 & ~mode:
+        os.chmod(path, mode)
+    return path
 
 
 def registry_dir():
@@ -86,8 +114,11 @@ class Run:
     def __init__(self, name, folder=None):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
         now = time.time()
-        self.id = "%s.%03d-%d-%s" % (time.strftime("%Y%m%d-%H%M%S", time.localtime(now)),
-                                     int(now * 1000) % 1000, os.getpid(), name)
+        # pids repeat across sandboxes (each has its own PID namespace): name the sandbox
+        where = os.environ.get("REDLAB_SANDBOX")
+        self.id = "%s.%03d-%s%d-%s" % (time.strftime("%Y%m%d-%H%M%S", time.localtime(now)),
+                                       int(now * 1000) % 1000, where + "-" if where else "",
+                                       os.getpid(), name)
         self.path = Path(folder) if folder else run_root() / self.id
         self.state = {
             "id": self.id,
@@ -125,8 +156,10 @@ class Run:
         return registry_dir() / (self.id + ".json")
 
     def open(self):
-        self.path.mkdir(parents=True, exist_ok=True)
-        registry_dir().mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent, RUN_MODE)
+        private_dir(self.path, RUN_MODE)
+        (self.path / RUN_MARKER).write_text(self.id + "\n")
+        private_dir(registry_dir())
         self._registered = True
         self._save()
         return self
@@ -196,9 +229,8 @@ class NetworkLock:
 
     def acquire(self, run, wait=None):
         """Take the lock; with ``wait`` (or REDLAB_LOCK_WAIT seconds) queue behind the holder."""
-        state_dir().mkdir(parents=True, exist_ok=True)
-        path = state_dir() / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        path = private_dir(state_dir()) / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         wait = float(os.environ.get("REDLAB_LOCK_WAIT", 0)) if wait is None else wait
         deadline = time.monotonic() + wait
         while True:
