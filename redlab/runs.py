@@ -159,6 +159,7 @@ class Run:
         private_dir(self.path.parent, RUN_MODE)
         private_dir(self.path, RUN_MODE)
         (self.path / RUN_MARKER).write_text(self.id + "\n")
+        private_dir(state_dir())
         private_dir(registry_dir())
         self._registered = True
         self._save()
@@ -230,7 +231,11 @@ class NetworkLock:
     def acquire(self, run, wait=None):
         """Take the lock; with ``wait`` (or REDLAB_LOCK_WAIT seconds) queue behind the holder."""
         path = private_dir(state_dir()) / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise RedlabError("cannot open the network lock %s (%s): it must be a plain file "
+                              "of root's; remove it and run again" % (path, exc.strerror)) from None
         wait = float(os.environ.get("REDLAB_LOCK_WAIT", 0)) if wait is None else wait
         deadline = time.monotonic() + wait
         while True:

@@ -149,3 +149,45 @@ def test_second_network_lock_in_another_process_fails_naming_redlab_clean(dirs):
     lock = runs.NetworkLock()
     lock.acquire(runs.Run("third"))     # free again once the holder is gone
     lock.release()
+
+
+def test_a_link_in_place_of_the_lock_is_refused_and_its_target_untouched(dirs):
+    target = dirs / "precious"
+    target.write_text("keep me\n")
+    (dirs / "state").mkdir(mode=0o700)
+    (dirs / "state" / "lock").symlink_to(target)
+    with pytest.raises(RedlabError, match="must be a plain file of root's; remove it"):
+        runs.NetworkLock().acquire(runs.Run("linked"))
+    assert target.read_text() == "keep me\n"
+
+
+def test_state_and_run_folders_are_private(dirs):
+    run = runs.Run("private").open()
+    assert os.stat(dirs / "state").st_mode & 0o777 == 0o700
+    assert os.stat(run.path).st_mode & 0o777 == runs.RUN_MODE
+    assert (run.path / runs.RUN_MARKER).read_text().strip() == run.id
+    run.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks ownership as root")
+def test_a_state_folder_of_another_user_is_refused(dirs):
+    (dirs / "state").mkdir()
+    os.chown(dirs / "state", 65534, 65534)
+    with pytest.raises(RedlabError, match="is not a folder of root's"):
+        runs.NetworkLock().acquire(runs.Run("theirs"))
+
+
+def test_pruning_removes_only_old_run_folders_that_redlab_made(dirs):
+    from redlab.clean import prune_run_folders
+    made = [runs.Run("old%d" % i).open() for i in range(3)]
+    for run in made:
+        run.close()
+    (dirs / "runs" / "grading-evidence").mkdir()          # not redlab's: no marker
+    (dirs / "elsewhere").mkdir()
+    (dirs / "elsewhere" / runs.RUN_MARKER).write_text("x")
+    (dirs / "runs" / "a-link").symlink_to(dirs / "elsewhere")
+    removed = prune_run_folders(keep=1)
+    assert len(removed) == 2
+    left = sorted(p.name for p in (dirs / "runs").iterdir())
+    assert "grading-evidence" in left and "a-link" in left and len(left) == 3
+    assert (dirs / "elsewhere" / runs.RUN_MARKER).exists()
