@@ -138,7 +138,7 @@ class Sandbox:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def run(argv, name="sandbox"):
+def run(argv, name="sandbox", **popen_kwargs):
     """Run ``argv`` in a new sandbox in the foreground; return its exit code.
 
     SIGTERM and SIGHUP are passed to the payload (through the init), so a network inside
@@ -151,7 +151,7 @@ def run(argv, name="sandbox"):
         signal.signal(s, lambda signum, frame: box.signal(signum))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        proc = box.popen(argv)
+        proc = box.popen(argv, **popen_kwargs)
         code = proc.wait()
     finally:
         for s, handler in previous.items():

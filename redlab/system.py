@@ -144,10 +144,33 @@ def check_ovs():
     if not find_binary("ovs-vsctl"):
         return Check("Open vSwitch", False, "Open vSwitch is not installed",
                      "install openvswitch-switch or " + SETUP_HINT)
+    from redlab import sandbox
+    if not sandbox.inside() and sandbox.available() is None:
+        return Check("Open vSwitch", True, "installed; each network starts its own ovsdb-server "
+                     "and ovs-vswitchd in its sandbox")
     ok = ovs_running()
     return Check("Open vSwitch", ok, "ovsdb-server and ovs-vswitchd answer" if ok else
                  "Open vSwitch is not running",
                  "" if ok else "start it with `%s start --system-id=random`" % OVS_CTL)
+
+
+def check_sandbox():
+    """Can a sandbox (own namespaces, own OVS) be made and used here?  Tried, not assumed."""
+    from redlab import sandbox
+    if sandbox.inside():
+        return Check("sandbox", True, "running inside sandbox %s" % sandbox.inside())
+    reason = sandbox.available()
+    if reason:
+        return Check("sandbox", False, reason, "run redlab as root (sudo)")
+    try:
+        code = sandbox.run(["ovs-vsctl", "--timeout=5", "show"], name="doctor",
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, RuntimeError) as exc:
+        code = str(exc)
+    return Check("sandbox", code == 0, "a sandbox with its own Open vSwitch starts and answers"
+                 if code == 0 else "a sandbox did not start (%s)" % code,
+                 "" if code == 0 else "check that the kernel has network, PID and mount "
+                 "namespaces and that Open vSwitch is installed (" + SETUP_HINT + ")")
 
 
 def check_python():
@@ -166,7 +189,7 @@ def check_python():
 
 def checks():
     """Everything ``redlab doctor`` reports, required ones first."""
-    result = [check_root(), check_ovs(), check_python()]
+    result = [check_root(), check_ovs(), check_python(), check_sandbox()]
     for name, package in BINARIES.items():
         path = find_binary(name)
         result.append(Check("binary " + name, bool(path), path or "not found",

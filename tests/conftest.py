@@ -37,7 +37,7 @@ def pytest_configure(config):
         return
     tx = getattr(config.option, "tx", None)
     if tx:          # pytest-xdist: each worker's python starts inside a new sandbox
-        wrapper = "%s -m redlab.sandbox run --name pytest-worker --" % sys.executable
+        wrapper = "{0} -m redlab.sandbox run --name pytest-worker -- {0}".format(sys.executable)
         config.option.tx = [spec if "python=" in spec else "%s//python=%s" % (spec, wrapper)
                             for spec in tx]
         return
