@@ -147,3 +147,22 @@ def test_run_returns_the_payloads_exit_code_and_removes_its_folder():
     assert sandbox.run(["sh", "-c", script], name="code") == 7
     after = set(sandbox.sandboxes_dir().glob("*"))
     assert after == before
+
+
+def test_redlab_lb_in_a_second_shell_finds_the_load_balancer_in_its_sandbox(redlab_cmd, run_folder):
+    out = run_folder / "lb.out"
+    with open(out, "w") as f:
+        child = subprocess.Popen(redlab_cmd + ["run", "lb", "--hold", "120"], stdout=f,
+                                 stderr=subprocess.STDOUT, env=own_sandbox_env(),
+                                 start_new_session=True)
+    try:
+        wait_until(lambda: ("load balancer up" in out.read_text(), out.read_text()[-300:]), 60,
+                   "the load balancer to come up in its sandbox")
+        status = subprocess.run(redlab_cmd + ["lb", "status"], capture_output=True, text=True)
+        assert status.returncode == 0, status.stderr
+        assert "TCP  10.0.0.100:80" in status.stdout and "(web1)" in status.stdout
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(30)
+    gone = subprocess.run(redlab_cmd + ["lb", "status"], capture_output=True, text=True)
+    assert gone.returncode == 2 and "no load balancer is running" in gone.stderr
