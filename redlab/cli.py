@@ -188,24 +188,50 @@ def _last_checks(entry):
 
 
 def cmd_grade(args):
-    from redlab import labs
+    from redlab import grading, labs
     lab = labs.find(args.lab)
     if args.class_dir:
+        for option, given in (("--submission", args.submission), ("--json", args.json),
+                              ("--junit", args.junit), ("--student", args.student),
+                              ("--class-mode", args.class_mode)):
+            if given:
+                raise RedlabError("%s is for one submission; with --class every student gets "
+                                  "its reports in the --reports folder" % option)
         reports = args.reports or "reports-%s" % lab.name
-        graded = labs.grade_class(lab, args.class_dir, reports)
+        graded = grading.grade_class(lab, args.class_dir, reports, jobs=args.jobs,
+                                     timeout=args.student_timeout)
         print("\n== class summary (%s/summary.csv) ==" % reports)
-        for student, results in graded.items():
-            print("  %-20s %d of %d checks pass" % (student, sum(r.passed for r in results),
-                                                  len(results)))
-        return 0 if all(r.passed for results in graded.values() for r in results) else 1
+        print("\n".join(grading.summary_lines(graded)))
+        return 0 if all(grading.all_pass(results) for results in graded.values()) else 1
+    for option, given in (("--jobs", args.jobs), ("--student-timeout", args.student_timeout),
+                          ("--reports", args.reports)):
+        if given is not None:
+            raise RedlabError("%s is for a class: add --class DIR (one folder per student)"
+                              % option)
     submission = args.submission or lab.submission
-    results = lab.grade(submission, out=print if args.verbose else None)
+    # in a class the narration goes to the student's log: how far a stopped grade got
+    results = grading.grade_submission(lab, submission, student=args.student,
+                                       class_mode=args.class_mode,
+                                       out=print if args.verbose or args.class_mode else None)
     print(labs.report_text(lab, results))
     if args.json:
         labs.write_json(args.json, lab, results, submission)
     if args.junit:
         labs.write_junit(args.junit, lab, results, submission)
-    return 0 if all(r.passed for r in results) else 1
+    return 0 if grading.all_pass(results) else 1
+
+
+def _positive(kind):
+    """An argparse type: a number above zero."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError("%r is not a number above zero" % text)
+        return value
+    return parse
 
 
 def cmd_lab(args):
@@ -214,6 +240,19 @@ def cmd_lab(args):
     text = lab.run_verb(args.verb, args.args, args.submission)
     if text:
         print(text)
+    return 0
+
+
+def cmd_bundle(args):
+    """The student bundle: every lab without its reference/ and broken/ (redlab/bundle.py)."""
+    from pathlib import Path
+    from redlab import bundle
+    out = Path(args.out) if args.out else bundle.DEFAULT_OUT
+    plan = bundle.build(out)
+    print("wrote %s: %d files of %s for students (unpacks to %s/)"
+          % (out, len(plan.files), bundle.describe(), bundle.TOP))
+    for reason, paths in sorted(plan.left_out.items()):
+        print("  left out %3d file(s): %s" % (len(paths), reason))
     return 0
 
 
@@ -258,15 +297,29 @@ def build_parser():
     p.add_argument("--hold", type=float, default=0, help="keep it up for N seconds")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("grade", help="grade a lab submission: each check pass/fail with a reason")
+    from redlab.grading import STUDENT_TIMEOUT
+    p = sub.add_parser("grade", help="grade a lab submission: each check pass/fail with a reason",
+                       description="Grade one submission (a copy of it: links are refused), "
+                       "or with --class every student of a class, each in a process and a "
+                       "sandbox of its own, several at once.")
     p.add_argument("lab", help="lab number or name (redlab run --list)")
     p.add_argument("--submission", help="the student's folder (default: the lab's submission/)")
     p.add_argument("--junit", help="write a JUnit XML report")
     p.add_argument("--json", help="write a JSON report")
+    p.add_argument("--student", help="the student's name (a lab may derive a variant from it)")
+    p.add_argument("--class-mode", action="store_true",
+                   help="grading in a class: reasons do not print expected answers")
     p.add_argument("--class", dest="class_dir", metavar="DIR",
                    help="grade every student: DIR/<student>/ is one submission")
     p.add_argument("--reports", metavar="DIR", help="with --class: where the reports go "
-                   "(<student>.json, <student>.xml, summary.csv; default reports-<lab>)")
+                   "(<student>.json, .xml, .log and summary.csv; default reports-<lab>)")
+    p.add_argument("--jobs", type=_positive(int), metavar="N",
+                   help="with --class: students graded at once (default: the smaller of the "
+                   "CPU cores, the GiB of available memory and the students; at least 1)")
+    p.add_argument("--student-timeout", type=_positive(float), metavar="S",
+                   help="with --class: seconds one student's grade may take before it is "
+                   "stopped and failed (default: the lab's GRADE_TIMEOUT, else %g)"
+                   % STUDENT_TIMEOUT)
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("lab", help="a lab's own command that needs no network "
@@ -276,6 +329,12 @@ def build_parser():
     p.add_argument("args", nargs="*")
     p.add_argument("--submission", help="the student's folder (default: the lab's submission/)")
     p.set_defaults(func=cmd_lab)
+
+    p = sub.add_parser("bundle", help="write the student bundle: the labs without their "
+                       "reference/ and broken/ folders, no tests (for the student VM)")
+    p.add_argument("--out", metavar="FILE",
+                   help="the tarball to write (default dist/redlab-student.tar.gz)")
+    p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("lb", help="operate the running load balancer (like ipvsadm)")
     lb = p.add_subparsers(dest="action", required=True)

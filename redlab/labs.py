@@ -23,6 +23,11 @@ A lab folder ``labs/NN-slug/`` holds::
 Static checks (reading the submission's files) can run without a network: a check
 that only needs files declares ``check.static = True`` and is run even when the
 walk-through fails, so a student always gets the file-level reasons.
+
+A check that no submission could fail, or that an empty or untouched submission passes
+while its failure is reported by the walk-through anyway (a file is there and parses),
+measures the lab, not the student: it declares ``check.scored = False`` and its result is
+information (INFO in the reports), never counted.
 """
 
 import functools
@@ -243,13 +248,15 @@ class Lab:
         for check in self.module.CHECKS:
             name = check.__name__.replace("check_", "").replace("_", " ")
             if measured is None and not getattr(check, "static", False):
-                results.append(failed(name, "not checked: the walk-through did not finish"))
-                continue
-            try:
-                results.append(check(ctx, measured or {}))
-            except Exception as exc:
-                results.append(failed(name, "the check itself failed: %s: %s"
-                                      % (type(exc).__name__, exc)))
+                result = failed(name, "not checked: the walk-through did not finish")
+            else:
+                try:
+                    result = check(ctx, measured or {})
+                except Exception as exc:
+                    result = failed(name, "the check itself failed: %s: %s"
+                                    % (type(exc).__name__, exc))
+            # information whatever happened: every student is graded on the same checks
+            results.append(info(result) if getattr(check, "scored", True) is False else result)
         return results
 
 
@@ -268,67 +275,56 @@ def find(name):
 
 # -- reports ------------------------------------------------------------------------------
 
+def score(results):
+    """``(passed, counted)``: the scored checks that pass, and how many are scored."""
+    counted = scored(results)
+    return sum(r.passed for r in counted), len(counted)
+
+
 def report_text(lab, results):
-    lines = ["Lab %02d %s: %d of %d checks pass" % (
-        lab.number, lab.title, sum(r.passed for r in results), len(results))]
-    lines += ["  " + r.line() for r in results]
+    """The report a student reads: the scored checks, then the information apart."""
+    points, counted = score(results)
+    notes = [r for r in results if not r.scored]
+    lines = ["Lab %02d %s: %d of %d checks pass%s" % (
+        lab.number, lab.title, points, counted,
+        " (and %d for information, not scored)" % len(notes) if notes else "")]
+    lines += ["  " + r.line() for r in results if r.scored]
+    if notes:
+        lines.append("  information (it measures the lab, not your submission; not scored):")
+        lines += ["  " + r.line() for r in notes]
     return "\n".join(lines)
 
 
 def write_json(path, lab, results, submission):
+    points, counted = score(results)
     Path(path).write_text(json.dumps(dict(
         lab=lab.name, title=lab.title, submission=str(submission), time=time.time(),
-        passed=all(r.passed for r in results), checks=[asdict(r) for r in results]),
-        indent=1, default=str))
+        passed=points == counted, score=dict(passed=points, checks=counted),
+        checks=[asdict(r) for r in results]), indent=1, default=str))
+
+
+INFO_NOTE = "information, not scored (it measures the lab, not the submission)"
 
 
 def write_junit(path, lab, results, submission):
+    """JUnit XML: one testcase per check; an information check is a passed testcase whose
+    ``scored`` property is false and whose system-out says so (CI tools show it, never
+    count it as a failure)."""
+    points, counted = score(results)
     suite = ET.Element("testsuite", name="lab-%s" % lab.name, tests=str(len(results)),
-                       failures=str(sum(not r.passed for r in results)))
-    ET.SubElement(ET.SubElement(suite, "properties"), "property", name="submission",
-                  value=str(submission))
+                       failures=str(counted - points))
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", name="submission", value=str(submission))
+    ET.SubElement(properties, "property", name="score", value="%d of %d" % (points, counted))
     for r in results:
         case = ET.SubElement(suite, "testcase", classname="lab-%s" % lab.name, name=r.name)
-        if r.passed:
+        if not r.scored:
+            ET.SubElement(ET.SubElement(case, "properties"), "property", name="scored",
+                          value="false")
+            ET.SubElement(case, "system-out").text = "INFO (%s): %s" % (INFO_NOTE, r.reason)
+        elif r.passed:
             ET.SubElement(case, "system-out").text = r.reason
         else:
             ET.SubElement(case, "failure", message=r.reason).text = r.reason
     ET.ElementTree(suite).write(path, encoding="unicode", xml_declaration=True)
 
-
-def grade_class(lab, class_dir, reports_dir, out=print):
-    """Grade every student of a class: ``class_dir/<student>/`` is one submission.
-
-    Writes ``reports_dir/<student>.json`` and ``<student>.xml`` (JUnit) per student and
-    ``reports_dir/summary.csv`` (one row per student, one column per check: PASS/FAIL);
-    returns ``{student: [CheckResult]}``.  One student's broken work never stops the
-    others: it is graded failing with its reasons.
-    """
-    import csv
-    class_dir, reports_dir = Path(class_dir), Path(reports_dir)
-    if not class_dir.is_dir():
-        raise ConfigError("class folder %s does not exist" % class_dir)
-    students = sorted(p for p in class_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not students:
-        raise ConfigError("class folder %s has no student folders (one folder per student, "
-                          "holding that student's submission files)" % class_dir)
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    graded = {}
-    for folder in students:
-        out("== %s ==" % folder.name)
-        results = lab.grade(folder)
-        graded[folder.name] = results
-        write_json(reports_dir / ("%s.json" % folder.name), lab, results, folder)
-        write_junit(reports_dir / ("%s.xml" % folder.name), lab, results, folder)
-        out(report_text(lab, results))
-    names = []
-    for results in graded.values():
-        names += [r.name for r in results if r.name not in names]
-    with open(reports_dir / "summary.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", "passed", "checks"] + names)
-        for student, results in graded.items():
-            by_name = {r.name: r for r in results}
-            writer.writerow([student, sum(r.passed for r in results), len(results)] + [
-                ("PASS" if by_name[n].passed else "FAIL") if n in by_name else "" for n in names])
-    return graded

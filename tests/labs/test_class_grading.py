@@ -1,14 +1,23 @@
-"""An instructor grades a whole class: one report per student and a summary."""
+"""An instructor grades a whole class: one report per student and a summary, each student
+in a process and a sandbox of its own, several at once, hostile ones contained."""
 
 import csv
 import json
+import os
+import re
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 
 from redlab import labs
 
 LAB = labs.find("01")
+LAB02 = labs.find("02")
+
+
+def summary(reports):
+    return {r["student"]: r for r in csv.DictReader(open(reports / "summary.csv"))}
 
 
 def test_grade_a_class_writes_a_report_per_student(run_folder, redlab_cmd):
@@ -20,14 +29,101 @@ def test_grade_a_class_writes_a_report_per_student(run_folder, redlab_cmd):
     out = subprocess.run(redlab_cmd + ["grade", "01", "--class", str(klass), "--reports",
                                        str(reports)], capture_output=True, text=True)
     assert out.returncode == 1, out.stderr            # not everybody passed
-    assert "alice                3 of 3 checks pass" in out.stdout, out.stdout[-2000:]
-    rows = {r["student"]: r for r in csv.DictReader(open(reports / "summary.csv"))}
+    alice = re.search(r"^  alice +(\d+) of (\d+) checks pass$", out.stdout, re.M)
+    assert alice and alice.group(1) == alice.group(2) != "0", out.stdout[-2000:]
+    rows = summary(reports)
     assert set(rows) == {"alice", "bob", "carol"}
-    assert rows["alice"]["configs identical"] == "PASS" and rows["alice"]["passed"] == "3"
+    assert rows["alice"]["configs identical"] == "PASS" and rows["alice"]["passed"] == \
+        rows["alice"]["checks"] == alice.group(1)
     assert rows["bob"]["configs identical"] == "FAIL"
     assert rows["carol"]["passed"] == "0"
     carol = json.loads((reports / "carol.json").read_text())
     assert not carol["passed"] and "the submission has no router.j2" in json.dumps(carol["checks"])
+    # reasons name the student's folder, never the copy that was graded
+    assert "(looked in %s)" % (klass / "carol") in json.dumps(carol["checks"])
     suite = ET.parse(reports / "bob.xml").getroot()
     assert suite.get("failures") != "0" and suite.find("properties/property").get("value") \
         == str(klass / "bob")
+    assert "configs identical" in (reports / "bob.log").read_text()      # the child's output
+
+
+def hostile(klass, name, line):
+    """The reference deploy.sh with one more line at the end (after its work is done)."""
+    folder = klass / name
+    shutil.copytree(LAB02.reference, folder)
+    with open(folder / "deploy.sh", "a") as f:
+        f.write(line + "\n")
+
+
+def test_a_hostile_class_is_graded_in_parallel_and_contained(run_folder, redlab_cmd):
+    """Lab 02 with --jobs 2: the reference, broken/active-only, a deploy.sh that leaves a
+    detached child holding its output pipe, one that kills its parent, and a symlink to
+    another student's deploy.sh.  Each gets a report with its grade or its reason; the
+    good ones get their normal grade; nothing is left behind (the leak check); the class
+    ends within its limits."""
+    klass = run_folder / "class"
+    shutil.copytree(LAB02.reference, klass / "alice")
+    shutil.copytree(LAB02.folder / "broken" / "active-only", klass / "bob")
+    hostile(klass, "holder", "setsid sleep 3600 &")           # keeps the stdout pipe open
+    hostile(klass, "killer", "kill -9 $PPID")
+    (klass / "linker").mkdir()
+    os.symlink("../alice/deploy.sh", klass / "linker" / "deploy.sh")
+    reports = run_folder / "reports"
+    limit = 120
+    began = time.monotonic()
+    out = subprocess.run(redlab_cmd + ["grade", "02", "--class", str(klass), "--reports",
+                                       str(reports), "--jobs", "2", "--student-timeout",
+                                       str(limit)], capture_output=True, text=True,
+                         timeout=3 * limit)
+    seconds = time.monotonic() - began
+    print("class of 5 lab 02 students, --jobs 2: %.1f s\n%s" % (seconds, out.stdout))
+    assert out.returncode == 1, out.stderr
+    assert seconds < 2 * limit + 30          # two rounds at most, each within the limit
+
+    rows = summary(reports)
+    assert set(rows) == {"alice", "bob", "holder", "killer", "linker"}
+    for student in rows:
+        for suffix in (".json", ".xml", ".log"):
+            assert (reports / (student + suffix)).exists(), student + suffix
+    grades = {s: {c["name"]: c for c in json.loads((reports / (s + ".json")).read_text())
+                  ["checks"]} for s in rows}
+
+    # the good ones: their normal grade
+    assert rows["alice"]["passed"] == rows["alice"]["checks"] == "2", grades["alice"]
+    assert rows["bob"]["standby gets every update"] == "FAIL"
+    assert "send the page to $STANDBY" in grades["bob"]["standby gets every update"]["reason"]
+
+    # the link: refused before anything ran, with the reason
+    assert grades["linker"]["submission"]["reason"] == (
+        "submission holds a symlink deploy.sh -> ../alice/deploy.sh; submit regular files only")
+
+    # the hostile scripts did their work first, then the jail (redlab.jail) ended what they
+    # left: the detached child and the kill hit only the jail, so they get their normal grade
+    for student in ("holder", "killer"):
+        assert rows[student]["passed"] == rows[student]["checks"] == "2", grades[student]
+    assert not (reports / ".grading").exists()
+
+
+def test_a_student_over_the_time_limit_is_stopped_and_leaves_nothing(run_folder, redlab_cmd):
+    """A grade still running at --student-timeout is stopped in the middle of its network
+    (SIGTERM through the student's sandbox: the network tears down) and failed with the
+    reason; the class still writes every report; the leak check finds nothing."""
+    klass = run_folder / "class"
+    shutil.copytree(LAB02.reference, klass / "slow")
+    (klass / "linker").mkdir()
+    os.symlink("/etc/passwd", klass / "linker" / "deploy.sh")
+    reports = run_folder / "reports"
+    began = time.monotonic()
+    out = subprocess.run(redlab_cmd + ["grade", "02", "--class", str(klass), "--reports",
+                                       str(reports), "--student-timeout", "3"],
+                         capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - began
+    assert out.returncode == 1, out.stderr
+    rows = summary(reports)
+    assert set(rows) == {"slow", "linker"}
+    slow = json.loads((reports / "slow.json").read_text())["checks"]
+    assert [(c["name"], c["passed"]) for c in slow] == [("grading", False)]
+    assert slow[0]["reason"].startswith("the grader stopped after 3 s: the submission hung")
+    assert rows["slow"]["grading"] == "FAIL" and rows["linker"]["submission"] == "FAIL"
+    # 3 s, then the network's teardown (within the 10 s grace), then the next student
+    assert seconds < 3 + 2 * 10 + 10, seconds
