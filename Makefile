@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test unit clean doctor
+.PHONY: setup demo test unit clean doctor student-bundle
 
 setup:
 	@scripts/setup.sh
@@ -21,3 +21,8 @@ doctor: setup
 
 clean:
 	$(VENV)/bin/redlab clean
+
+# The labs without their reference/ and broken/ folders, no tests: what students get (the
+# Vagrantfile's VM is provisioned from it).  Needs no root: git and python3 only.
+student-bundle:
+	$(if $(wildcard $(PY)),$(PY),python3) -m redlab.cli bundle $(if $(OUT),--out $(OUT))

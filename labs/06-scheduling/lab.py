@@ -10,12 +10,16 @@ load balancer of ``controllers/lb.py``) and one client.  The walk-through
    as an SVG bar chart written into the run folder;
 2. shows why sh keeps one client on one server (the source hash), with more client
    addresses on client1 to show different sources landing on different servers;
-3. puts the service into each state of ``states.yaml`` (weights, ActiveConn, InActConn
-   made with real connections) and records the next picks of the real controller,
-   which the checks compare with the student's ``predictions.yaml``.
+3. puts the service into each state of the student's variant in ``states.yaml``
+   (weights, ActiveConn, InActConn made with real connections) and records the next
+   picks of the real controller, which the checks compare with the student's
+   ``predictions.yaml``.  The variant comes from the student's name (``variant_of``):
+   answers copied from a classmate are another variant's, and graded in class mode no
+   output or reason shows the controller's picks.
 """
 
 import collections
+import hashlib
 import time
 from pathlib import Path
 
@@ -25,7 +29,7 @@ from controllers.schedulers import (ALGORITHMS, RealServer, dh_hashkey, make_sch
                                     sh_hashkey)
 from redlab import addressing as ap
 from redlab.agent import ClientAgent
-from redlab.errors import RedlabError
+from redlab.errors import ConfigError, RedlabError
 from redlab.labs import failed, passed
 from redlab.lb import web_service
 from redlab.scenarios.lb import LoadBalancedService
@@ -72,11 +76,60 @@ HINTS = {
 }
 
 
-# -- the lab's data -----------------------------------------------------------------------
+# -- the lab's data: the states of each variant ---------------------------------------------
 
-def load_states():
-    """The states of the prediction task, in file order."""
-    return yaml.safe_load(STATES_FILE.read_text())
+def variants():
+    """Every variant's states, in file order: ``[{state: {lb_algo, picks, servers: {web1:
+    {weight, active, inactive}, ...}}}, ...]``; each state is named after its scheduler."""
+    data = yaml.safe_load(STATES_FILE.read_text())
+    return [{name: dict(lb_algo=name, picks=data["picks"], servers={
+        server: dict(weight=row["weights"][k], active=row["active"][k],
+                     inactive=row["inactive"][k]) for k, server in enumerate(SERVERS)})
+        for name, row in rows.items()} for rows in data["variants"]]
+
+
+def load_states(variant=0):
+    """The states of one variant, in file order."""
+    return variants()[variant]
+
+
+def _name(student):
+    return (student or "").strip().lower()
+
+
+def variant_of(student):
+    """A student's variant: 0 without a name, otherwise one of 1..N picked by the name's
+    SHA-256 (not ``hash()``, which changes between runs), ignoring case and outer spaces,
+    so that the same name gets the same states on every machine and neighbours in a
+    class usually get different ones."""
+    if not _name(student):
+        return 0
+    named = len(variants()) - 1
+    return 1 + int.from_bytes(hashlib.sha256(_name(student).encode()).digest()[:8], "big") % named
+
+
+def declared_student(submission):
+    """The ``student:`` written in the submission's predictions.yaml (None: none)."""
+    try:
+        data = yaml.safe_load((Path(submission) / PREDICTIONS).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    student = data.get("student") if isinstance(data, dict) else None
+    return str(student) if isinstance(student, (str, int)) and _name(str(student)) else None
+
+
+def whose(ctx):
+    """(variant, student name or None): the name the grader was given (in a class, the
+    student's folder) wins; otherwise the ``student:`` of predictions.yaml, so that a
+    student checking their own work with ``redlab run 06`` gets their own variant."""
+    student = ctx.student if _name(ctx.student) else declared_student(ctx.submission)
+    return variant_of(student), student
+
+
+def variant_text(variant, student):
+    if student is None:
+        return "variant 0 (no student name)"
+    return "variant %d (student %s)" % (variant, student)
 
 
 def describe(state):
@@ -87,24 +140,32 @@ def describe(state):
         "/".join(str(s[n]["inactive"]) for n in SERVERS))
 
 
-def read_predictions(submission):
-    """(predictions or None, problems): each state -> list of server names."""
+def read_predictions(submission, states=None):
+    """(predictions or None, problems): each state of ``states`` (default: variant 0) ->
+    list of server names.  A ``student:`` key names whose variant it is."""
+    states = states if states is not None else load_states()
     path = Path(submission) / PREDICTIONS
     if not path.exists():
         return None, ["there is no %s in %s; copy the lab's submission/%s and fill it in"
                       % (PREDICTIONS, submission, PREDICTIONS)]
     try:
         data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        return None, ["%s is not UTF-8 text; save it as UTF-8" % PREDICTIONS]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         return None, ["%s is not valid YAML%s: %s" % (
             PREDICTIONS, " (line %d)" % (mark.line + 1) if mark else "",
             getattr(exc, "problem", exc))]
     if not isinstance(data, dict):
-        return None, ["%s must map each state (wlc, sed, lblc, lblcr) to a list of "
-                      "server names" % PREDICTIONS]
+        return None, ["%s must map each state (%s) to a list of server names"
+                      % (PREDICTIONS, ", ".join(states))]
     problems, predictions = [], {}
-    for name, state in load_states().items():
+    student = data.pop("student", None)
+    if student is not None and not isinstance(student, (str, int)):
+        problems.append("student must be your name as your instructor uses it, like "
+                        "student: alice, got %r" % (student,))
+    for name, state in states.items():
         picks = data.get(name)
         if picks is None:
             problems.append("state %s is missing" % name)
@@ -121,11 +182,37 @@ def read_predictions(submission):
             problems.append("state %s needs %d picks, you gave %d"
                             % (name, state["picks"], len(picks)))
         predictions[name] = picks
-    extra = sorted(str(key) for key in set(data) - set(load_states()))
+    extra = sorted(str(key) for key in set(data) - set(states))
     if extra:
         problems.append("unknown state(s) %s; the states are %s"
-                        % (", ".join(extra), ", ".join(load_states())))
+                        % (", ".join(extra), ", ".join(states)))
     return predictions, problems
+
+
+def verb_variant(ctx, args):
+    """``redlab lab 06 variant [NAME]``: a student's variant and its states."""
+    if args[:1] == ["--student"]:
+        args = args[1:]
+    if len(args) > 1:
+        raise ConfigError("give one name: redlab lab 06 variant NAME (your name as your "
+                          "instructor uses it, e.g. your class folder's name)")
+    student = args[0] if args else declared_student(ctx.submission)
+    variant = variant_of(student)
+    states = load_states(variant)
+    lines = ["%s: %s (a named student gets one of variants 1-%d; no name: variant 0, the "
+             "guide's example)" % ("student %s" % student if student else "no student name",
+                                   "variant %d" % variant, len(variants()) - 1), ""]
+    lines += ["  state %-6s %s" % (name, describe(state)) for name, state in states.items()]
+    lines += ["", "Predict the next %d picks in each state (guide, part 3)." %
+              next(iter(states.values()))["picks"]]
+    if student:
+        lines.append("Write `student: %s` at the top of %s: `redlab run 06` and `redlab grade "
+                     "06` then use variant %d." % (student, PREDICTIONS, variant))
+    return "\n".join(lines)
+
+
+VERBS = {"variant": (verb_variant, "variant [NAME]: the states you predict (your variant, "
+                                   "chosen from your name)")}
 
 
 # -- the kernel's rules on paper (controllers/schedulers.py) --------------------------------
@@ -392,15 +479,19 @@ def _digits(order):
 
 def walkthrough(ctx):
     started = time.monotonic()
-    states = load_states()
-    predictions, problems = read_predictions(ctx.submission)
+    variant, student = whose(ctx)
+    states = load_states(variant)
+    predictions, problems = read_predictions(ctx.submission, states)
     weights = dict(zip(SERVERS, WEIGHTS))
     ctx.say("Lab 06: scheduling algorithms.  Three web servers of different capacity "
             "(weights web1=3, web2=2, web3=1) behind the VIP; the os-ken load balancer picks "
             "a server for each new connection with the kernel's rules for the scheduler "
             "in use.")
+    ctx.say("Your prediction task: %s (`redlab lab 06 variant NAME` shows a name's states)."
+            % variant_text(variant, student))
     service = web_service(ALGORITHMS[0], weights=WEIGHTS, check="tcp")
-    measured = dict(weights=weights, load=LOAD, closing_timeout=CLOSING_TIMEOUT)
+    measured = dict(weights=weights, load=LOAD, closing_timeout=CLOSING_TIMEOUT,
+                    variant=variant)
     with LoadBalancedService(service, name="lab06", run_folder=ctx.folder("scheduling"),
                              checker=False, closing_timeout=CLOSING_TIMEOUT) as lab:
         bench = Bench(lab)
@@ -464,9 +555,10 @@ def walkthrough(ctx):
                   "http://%s/`" % (svg, ", ".join(sources), next(iter(sources)), service.vip))
 
             # 3. the prediction task ----------------------------------------------------
-            ctx.say("\n3. Your predictions: each state of states.yaml is made with real "
-                    "connections, then client1 opens new connections one after another and "
-                    "keeps them open (each adds 1 ActiveConn to its server).")
+            ctx.say("\n3. Your predictions, %s: each of its states (states.yaml) is made "
+                    "with real connections, then client1 opens new connections one after "
+                    "another and keeps them open (each adds 1 ActiveConn to its server)."
+                    % variant_text(variant, student))
             if problems:
                 ctx.say("   (your %s: %s)" % (PREDICTIONS, "; ".join(problems)))
             results = {}
@@ -489,8 +581,9 @@ def walkthrough(ctx):
                 results[name] = dict(lb_algo=state["lb_algo"], picked=" ".join(picked),
                                      kernel_rules=" ".join(p or "-" for p in paper),
                                      predicted=" ".join(mine) if mine else None)
-                ctx.say("     the controller picked:  %s" % " ".join(picked))
-                ctx.say("     controllers/schedulers: %s" % results[name]["kernel_rules"])
+                if not ctx.class_mode:      # grading a class: no answer in the output
+                    ctx.say("     the controller picked:  %s" % " ".join(picked))
+                    ctx.say("     controllers/schedulers: %s" % results[name]["kernel_rules"])
                 ctx.say("     you predicted:          %s%s" % (
                     " ".join(mine) if mine else "(nothing)",
                     "   right" if mine == picked else ""))
@@ -597,11 +690,20 @@ def read_spread(spread, weights):
 
 def check_predictions_file(ctx, measured):
     name = "predictions file"
-    predictions, problems = read_predictions(ctx.submission)
+    variant, student = whose(ctx)
+    states = load_states(variant)
+    predictions, problems = read_predictions(ctx.submission, states)
+    declared = declared_student(ctx.submission)
+    if ctx.student and declared and _name(declared) != _name(ctx.student):
+        problems.append("it says student: %s, but it is graded as %s's work: write student: "
+                        "%s and predict the states of variant %d (`redlab lab 06 variant %s`)"
+                        % (declared, ctx.student, ctx.student, variant, ctx.student))
     if problems:
-        return failed(name, "%s: %s" % (PREDICTIONS, "; ".join(problems)))
-    return passed(name, "%s has %d picks for each of the states %s" % (
-        PREDICTIONS, next(iter(load_states().values()))["picks"], ", ".join(predictions)))
+        return failed(name, "%s, %s: %s" % (variant_text(variant, student), PREDICTIONS,
+                                            "; ".join(problems)), variant=variant)
+    return passed(name, "%s: %s has %d picks for each of the states %s" % (
+        variant_text(variant, student), PREDICTIONS, next(iter(states.values()))["picks"],
+        ", ".join(predictions)), variant=variant)
 
 
 check_predictions_file.static = True
@@ -609,22 +711,33 @@ check_predictions_file.static = True
 
 def _check_state(ctx, measured, state_name):
     name = "%s state" % state_name
-    state = load_states()[state_name]
+    variant, student = whose(ctx)
+    state = load_states(variant)[state_name]
     result = measured.get("states", {}).get(state_name)
-    if result is None:
+    if result is None or measured.get("variant") != variant:
         return failed(name, "the walk-through did not reach the %s state" % state_name)
     picked = result["picked"].split()
-    predictions, _ = read_predictions(ctx.submission)
+    predictions, _ = read_predictions(ctx.submission, load_states(variant))
     mine = (predictions or {}).get(state_name) or []
-    setting = "state %s (%s)" % (state_name, describe(state))
+    setting = "state %s of %s (%s)" % (state_name, variant_text(variant, student),
+                                       describe(state))
+    # grading a class: a reason never holds the controller's picks (copied, they would be
+    # the answer of every student with the same variant)
+    shown = {} if ctx.class_mode else dict(picked=picked)
     if mine == picked:
         return passed(name, "%s: you predicted the controller's picks %s"
-                      % (setting, " ".join(picked)), picked=picked)
+                      % (setting, " ".join(picked)), **shown)
     if not mine:
         return failed(name, "%s: %s has no prediction for it; write the %d next picks as a "
                       "list, e.g. %s: [web1, web2, ...] (see the predictions file check)"
-                      % (setting, PREDICTIONS, state["picks"], state_name), picked=picked)
+                      % (setting, PREDICTIONS, state["picks"], state_name), **shown)
     first = next((i for i, (a, b) in enumerate(zip(picked, mine)) if a != b), None)
+    if ctx.class_mode:
+        where = ("you gave %d picks, not %d" % (len(mine), len(picked)) if first is None else
+                 "pick %d of %d is the first wrong one" % (first + 1, len(picked)))
+        return failed(name, "%s: your picks %s are not the controller's -- %s.  Hint: %s"
+                      % (setting, " ".join(mine), where, HINTS[state["lb_algo"]]),
+                      predicted=mine)
     if first is None:
         where = "you gave %d picks, not %d" % (len(mine), len(picked))
     else:
