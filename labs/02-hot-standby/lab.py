@@ -2,9 +2,12 @@
 
 web1 (active, VRRP master) and web2 (standby) share the VIP with keepalived.  The
 student's ``deploy.sh`` publishes a new page; a hot standby needs every update on the
-standby too.  Then web1 crashes: the client must get the *new* page from web2 within
-the measured recovery time, and its ARP entry for the VIP must follow web2's
-gratuitous ARP.
+standby too.  Then web1 crashes: the client must get the *new* page from web2.
+
+Only what deploy.sh decides is scored: whether both servers serve the update, and
+whether clients get it after the failover.  The failover time and the client's ARP
+entry following web2's gratuitous ARP are keepalived's work, the same for every
+submission (an empty deploy.sh included): they are reported as information.
 """
 
 import re
@@ -195,6 +198,9 @@ def check_deploy_script_present(ctx, m):
 
 
 check_deploy_script_present.static = True
+# information: an empty deploy.sh is there and parses; a missing or broken one fails the
+# walk-through or "standby gets every update" with the same reason
+check_deploy_script_present.scored = False
 
 
 def check_standby_gets_every_update(ctx, m):
@@ -205,18 +211,25 @@ def check_standby_gets_every_update(ctx, m):
                       "after deploy.sh, web1 serves %r but the standby web2 still serves %r: a hot "
                       "standby must get every update too -- send the page to $STANDBY as well"
                       % (m["active_page"], m["standby_page"]))
-    return failed("standby gets every update", "deploy.sh did not publish the page (web1 serves "
-                  "%r); it said: %s" % (m["active_page"], m["deploy_output"]))
+    return failed("standby gets every update",
+                  "deploy.sh did not publish the page: after it, web1 serves %r and web2 %r "
+                  "instead of %r (it said: %s); send the file it is given ($1) to both servers, "
+                  "`curl -fsS -T \"$1\" http://$ACTIVE/deploy/index.html` and the same for "
+                  "$STANDBY" % (m["active_page"], m["standby_page"], m["deployed"],
+                                m["deploy_output"].replace("\n", " | ")))
 
 
 def check_clients_get_the_update_after_failover(ctx, m):
     if not m["pages_after"]:
-        return failed("clients get the update after failover", "no answer after web1 crashed")
+        return failed("clients get the update after failover",
+                      "no answer after web1 crashed (the failover itself did not happen: see "
+                      "'failover time')")
     if m["pages_after"] == [m["deployed"]]:
         return passed("clients get the update after failover",
                       "after the failover clients got %r from web2" % m["deployed"])
     return failed("clients get the update after failover",
-                  "after the failover clients got %s instead of %r: web2 was not up to date"
+                  "after the failover clients got %s instead of %r: web2 was not up to date; "
+                  "deploy.sh must publish every update on the standby ($STANDBY) too"
                   % (m["pages_after"], m["deployed"]))
 
 
@@ -232,7 +245,11 @@ def check_failover_time(ctx, m):
                   % (t, MAX_RECOVERY), time_to_recover=t)
 
 
-def check_arp_followed_garp(ctx, m):
+# information: keepalived's master-down interval decides it, whatever deploy.sh does
+check_failover_time.scored = False
+
+
+def check_ARP_entry_followed_the_GARP(ctx, m):     # noqa: N802 (named like its report line)
     before, after = mac_in(m["arp_before"]), mac_in(m["arp_after"])
     if before == m["web1_mac"] and after == m["web2_mac"]:
         return passed("ARP entry followed the GARP", "client1's entry for the VIP moved from "
@@ -241,6 +258,10 @@ def check_arp_followed_garp(ctx, m):
                   "%s after (web1 %s, web2 %s)" % (before, after, m["web1_mac"], m["web2_mac"]))
 
 
+# information: web2's keepalived sends the gratuitous ARP, not the student's deploy.sh
+check_ARP_entry_followed_the_GARP.scored = False
+
+
 CHECKS = [check_deploy_script_present, check_standby_gets_every_update,
           check_clients_get_the_update_after_failover, check_failover_time,
-          check_arp_followed_garp]
+          check_ARP_entry_followed_the_GARP]

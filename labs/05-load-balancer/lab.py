@@ -3,16 +3,18 @@
 Part A shows the detection matrix live: three checkers (ICMP, TCP, HTTP) watch one web
 server while it is crashed, unplugged, stopped, made to answer HTTP 500 and made to
 hang.  Part B runs the os-ken load balancer with the student's ``service.yaml``, breaks
-web2 (HTTP 500) and web3 (hang), and counts who answers afterwards: a failed server must
-never be chosen while a healthy one remains.  Part C runs the same service.yaml with the
-kernel's IPVS (keepalived's checkers + ipvsadm on the director) on a kernel with ip_vs, and
-says plainly when the kernel lacks it.
+web2 (HTTP 500) and web3 (hang), and counts who answers afterwards: the health check must
+take each failed server out (hiding it with weight 0 detects nothing), and every request
+must be answered by the healthy web1 while web2 answers HTTP 500.  Part C runs the same
+service.yaml with the kernel's IPVS (keepalived's checkers + ipvsadm on the director) on a
+kernel with ip_vs, and says plainly when the kernel lacks it.
 """
 
 import collections
 import time
 
 from controllers.service import ServiceConfigError, load_service
+from redlab import addressing as ap
 from redlab import faults
 from redlab.agent import ClientAgent
 from redlab.errors import RedlabError
@@ -20,13 +22,14 @@ from redlab.labs import failed, passed
 from redlab.lb import render_keepalived_lvs
 from redlab.net import Network
 from redlab.scenarios.health_matrix import Matrix, markdown
-from redlab.scenarios.lb import LoadBalancedService
+from redlab.scenarios.lb import LoadBalancedService, http_get
 from redlab.scenarios.ipvs import IpvsService
 from redlab.system import ipvs_missing_reason, kernel_has_ipvs
 from redlab.wait import WaitTimeout, wait_until
 
 TITLE = "Load balancer and health checks"
 TOPOLOGY = "topologies/service_lan.py"
+SERVERS = ("web1", "web2", "web3")       # Part B: web1 healthy, web2 HTTP 500, web3 hangs
 MAX_DETECT = 5.0
 REQUESTS = 12
 SCALE_MBIT = 4                 # each server's capacity in the scale-out step
@@ -34,13 +37,29 @@ SCALE_FILES = 12               # parallel downloads: 4 per server with three, 3 
 SCALE_SIZE = 250_000           # bytes each: 4 x 2 Mbit at 4 Mbit/s = 2 s for three servers
 
 
+def lab_servers_missing(service):
+    """The sentence saying which of the lab's servers the service left out (None: all in).
+
+    Part B breaks web2 and web3: a service without them has nothing to detect."""
+    missing = [name for name in SERVERS if name not in {s.name for s in service.real_servers}]
+    if not missing:
+        return None
+    return ("service.yaml has no %s in real_servers: keep web1, web2 and web3 in the service "
+            "(%s) and let the health check take a broken server out"
+            % (" or ".join(missing), ", ".join("web%d %s" % (n, ap.web(n))
+                                               for n in range(1, len(SERVERS) + 1))))
+
+
 def walkthrough(ctx):
+    from redlab.errors import ConfigError
     try:
         service = load_service(ctx.file("service.yaml"))
     except ServiceConfigError as exc:
-        from redlab.errors import ConfigError
         raise ConfigError(str(exc)) from None
-    m = {"check_type": service.health_check.type}
+    if lab_servers_missing(service):
+        raise ConfigError(lab_servers_missing(service))
+    m = {"check_type": service.health_check.type, "lb_algo": service.lb_algo,
+         "weights": {s.name: s.weight for s in service.real_servers}}
     ctx.say("Step 1 -- assume the failure: a real server dies, or its web service breaks.\n"
             "Step 2 -- the spare: the other real servers behind the same VIP.\n"
             "Step 3 -- the switch-over: the load balancer chooses only servers whose health\n"
@@ -107,6 +126,9 @@ def part_b(ctx, m, service):
         m["detected"] = {t["server"]: t["t"] - broke
                          for t in lab.checker.transitions(state="down", since=broke)}
         m["after"] = [lab.get(timeout=1) for _ in range(REQUESTS)]
+        # ... while the broken servers are still broken: asked directly, not through the VIP
+        m["broken_direct"] = {name: http_get(lab.client, lab[name].IP(), timeout=1)[0]
+                              for name in ("web2", "web3")}
         ctx.say("  detected: %s" % ({k: "%.2f s" % v for k, v in m["detected"].items()}
                                      or "nothing"))
         ctx.say("  %d requests after the failures: %s" % (REQUESTS, tally(m["after"])))
@@ -303,40 +325,92 @@ def check_service_file_is_valid(ctx, m):
         service = load_service(ctx.submission / "service.yaml")
     except ServiceConfigError as exc:
         return failed("service file is valid", str(exc))
+    if lab_servers_missing(service):
+        return failed("service file is valid", lab_servers_missing(service))
     return passed("service file is valid", "%s:%d, %s, %s check" % (
         service.vip, service.port, service.lb_algo, service.health_check.type))
 
 
 check_service_file_is_valid.static = True
+# information: the starter's file is valid; an invalid one fails the walk-through with
+# the same sentence
+check_service_file_is_valid.scored = False
 
 
 def _served(m, server):
     return [status for status, s in m["after"] if s == server]
 
 
-def check_catches_http_500(ctx, m):
+def _hidden(m, server, fault):
+    """Why ``server`` got no requests without any health check (None: it was in service).
+
+    A server with weight 0 is never chosen, healthy or not: giving the broken servers
+    weight 0 hides them from the clients without detecting anything."""
+    if m["weights"].get(server, 0) == 0:
+        return ("%s has weight 0 in service.yaml: a server with weight 0 is never chosen, "
+                "healthy or not, so that none reached it says nothing about %s; give every "
+                "server a weight of at least 1 and let the health check take %s out"
+                % (server, fault, server))
+    return None
+
+
+def _not_detected(m, server, fault, check_fix):
+    return ("%s (%s) got none of the %d requests only by chance of the %s scheduler: your %s "
+            "check never took it out; %s" % (
+                server, fault, REQUESTS, m["lb_algo"], m["check_type"], check_fix))
+
+
+def check_catches_HTTP_500(ctx, m):              # noqa: N802 (named like its report line)
+    name = "catches HTTP 500"
+    hidden = _hidden(m, "web2", "its HTTP 500")
+    if hidden:
+        return failed(name, hidden, weights=m["weights"])
     bad = _served(m, "web2")
-    if not bad:
-        return passed("catches HTTP 500", "web2 (HTTP 500) got none of %d requests" % REQUESTS)
-    return failed("catches HTTP 500", "web2 answered %d of %d requests with HTTP %s: a %s check "
-                  "cannot see an HTTP error -- only an http check (L7) reads the status"
-                  % (len(bad), REQUESTS, bad[0], m["check_type"]))
+    if bad:
+        return failed(name, "web2 answered %d of %d requests with HTTP %s: a %s check cannot "
+                      "see an HTTP error -- only an http check (L7) reads the status"
+                      % (len(bad), REQUESTS, bad[0], m["check_type"]))
+    if "web2" not in m["detected"]:
+        return failed(name, _not_detected(m, "web2", "HTTP 500", "only an http check (L7) "
+                                          "reads the status and takes it out"))
+    return passed(name, "your %s check took web2 (HTTP 500) out after %.2f s; it got none of "
+                  "%d requests" % (m["check_type"], m["detected"]["web2"], REQUESTS))
 
 
 def check_catches_a_hang(ctx, m):
+    name = "catches a hang"
+    hidden = _hidden(m, "web3", "its hang")
+    if hidden:
+        return failed(name, hidden, weights=m["weights"])
     hung = sum(1 for status, s in m["after"] if status == 0)
-    if hung == 0 and not _served(m, "web3"):
-        return passed("catches a hang", "no request went to the hung web3")
-    return failed("catches a hang", "%d of %d requests got no answer: they went to the hung web3, "
-                  "which still accepts TCP -- a %s check passes; an http check with a timeout "
-                  "fails it" % (hung, REQUESTS, m["check_type"]))
+    if hung or _served(m, "web3"):
+        return failed(name, "%d of %d requests got no answer: they went to the hung web3, "
+                      "which still accepts TCP -- a %s check passes; an http check with a "
+                      "timeout fails it" % (hung, REQUESTS, m["check_type"]))
+    if "web3" not in m["detected"]:
+        return failed(name, _not_detected(m, "web3", "hung", "an http check with a timeout "
+                                          "fails on a server that accepts TCP but never answers"))
+    return passed(name, "your %s check took the hung web3 out after %.2f s; no request went "
+                  "to it" % (m["check_type"], m["detected"]["web3"]))
 
 
 def check_healthy_server_keeps_serving(ctx, m):
-    ok = [status for status, s in m["after"] if s == "web1" and status == 200]
-    if len(ok) >= 1 and all(s in ("web1", "web2", None) or st == 200 for st, s in m["after"]):
-        return passed("healthy server keeps serving", "web1 answered %d requests" % len(ok))
-    return failed("healthy server keeps serving", "web1 answered only %d requests" % len(ok))
+    name = "healthy server keeps serving"
+    direct = m["broken_direct"]
+    if direct["web2"] != 500:
+        return failed(name, "not measured: asked directly, web2 answered %s instead of HTTP 500, "
+                      "so the lab's fault did not hold; run the grading again (the run folder "
+                      "keeps the evidence)" % (direct["web2"] or "nothing"))
+    wrong = collections.Counter("%s %s" % (s or "-", status or "no answer")
+                                for status, s in m["after"] if (status, s) != (200, "web1"))
+    if not wrong:
+        return passed(name, "all %d requests during the faults were answered HTTP 200 by "
+                      "web1, while web2 itself answered HTTP 500" % REQUESTS)
+    return failed(name, "during the faults (web2 answering HTTP 500, web3 hung) %d of %d "
+                  "requests were not answered HTTP 200 by the healthy web1: %s; every request "
+                  "must reach a healthy server -- the check must take the broken servers out "
+                  "and keep web1 in" % (sum(wrong.values()), REQUESTS, ", ".join(
+                      "%s x%d" % kv for kv in sorted(wrong.items()))), after=m["after"])
 
 
 def check_detection_time(ctx, m):
@@ -345,9 +419,11 @@ def check_detection_time(ctx, m):
     if not slow and not missing:
         return passed("detection time", "web2 out after %.2f s, web3 after %.2f s"
                       % (m["detected"]["web2"], m["detected"]["web3"]))
-    return failed("detection time", "not taken out within %.0f s: %s" % (
-        MAX_DETECT, ", ".join(sorted(missing)) or ", ".join("%s %.1f s" % kv for kv in slow.items())))
+    return failed("detection time", "not taken out within %.0f s: %s; the check must see the "
+                  "fault (a %s check may not) and fall x (interval + timeout) must stay under "
+                  "%.0f s" % (MAX_DETECT, ", ".join(sorted(missing)) or ", ".join(
+                      "%s %.1f s" % kv for kv in slow.items()), m["check_type"], MAX_DETECT))
 
 
-CHECKS = [check_service_file_is_valid, check_catches_http_500, check_catches_a_hang,
+CHECKS = [check_service_file_is_valid, check_catches_HTTP_500, check_catches_a_hang,
           check_healthy_server_keeps_serving, check_detection_time]

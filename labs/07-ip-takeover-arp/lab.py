@@ -15,7 +15,10 @@ servers, one client requesting the VIP every 50 ms.  The walk-through moves the 
      send none (``keepalived -t`` refuses ``garp_master_repeat 0``: the walk-through
      shows it), so the harness's ``Keepalived(garp=False)`` runs keepalived as it is with
      a tc filter on the new master's own interface that drops its gratuitous ARPs and
-     counts them (``redlab.faults.drop_garp``).
+     counts them (``redlab.faults.drop_garp``);
+  5. the student's script once more, on a throw-away bench host with another interface
+     and another VIP (:func:`arguments_bench`): what it changes and sends there says
+     whether it takes both from its arguments -- not a search of its text.
 
 At each step it shows the client's ``ip neigh``, the switch's flows and the
 controller's ``ip_moved`` events; the client's ARP packets are captured with tcpdump
@@ -24,8 +27,9 @@ controller's ``ip_moved`` events; the client's ARP packets are captured with tcp
 
 import functools
 import re
-import subprocess
 import time
+
+from mininet.topo import Topo
 
 from redlab import addressing as ap
 from redlab.daemons import Keepalived, Nginx
@@ -380,6 +384,8 @@ def walkthrough(ctx):
             ctx.pause(net, "the end: web1 holds the VIP (keepalived MASTER, its GARPs dropped)")
         measured["run_folder"] = str(net.run.path)
 
+    measured["arguments_bench"] = arguments_bench(ctx, script)
+
     say("\n== what client1 measured ==")
     rows = [("by hand, no GARP", measured["by_hand_without_garp"]),
             ("%s" % SCRIPT, measured["move_vip_sh"]),
@@ -487,6 +493,93 @@ def repeat_zero_refused(host, vrrp):
     return None
 
 
+# -- the script with other arguments ------------------------------------------------------
+
+# The bench: three ports, each with an own address from a documentation range (RFC 5737),
+# never any lab's.  The script is given the middle one and a VIP in its subnet whose prefix
+# is not the lab's /24; the same values every run, so a grade never depends on chance.
+BENCH_PORTS = ("203.0.113.10/24", "198.51.100.10/25", "192.0.2.10/24")   # bench-eth0..2
+BENCH_GIVEN = "bench-eth1"
+BENCH_VIP = "198.51.100.77/25"
+BENCH_WAIT = 1.0            # s after the script ends for its announcements to be captured
+
+
+class ArgumentsBenchTopo(Topo):
+    """A throw-away bench for move_vip.sh, run with arguments the lab never uses::
+
+        bench (runs move_vip.sh)                 lan (tcpdump on each port)
+          bench-eth0  203.0.113.10/24  ------------ lan-eth0
+          bench-eth1  198.51.100.10/25 ------------ lan-eth1    <- $1, VIP 198.51.100.77/25
+          bench-eth2  192.0.2.10/24    ------------ lan-eth2
+
+    The given port has an own address in the VIP's subnet, as web1-eth0 has in the lab;
+    it is neither the first nor the last port.  No switch, no controller: only what the
+    script changes and sends is watched.
+    """
+
+    def build(self, addresses=BENCH_PORTS):
+        bench = self.addHost("bench", ip=None)
+        lan = self.addHost("lan", ip=None)
+        for address in addresses:
+            self.addLink(bench, lan, params1={"ip": address})
+
+
+def arguments_bench(ctx, script):
+    """Run move_vip.sh once more, on a bench host with another interface and another VIP,
+    and watch what it changes (the bench's addresses) and sends (ARP on both ports).
+
+    The lab's own run shows *that* the script moves the VIP; this shows that it moves
+    the VIP *it is given* on the interface *it is given*: a script that names web1-eth0
+    or the lab's VIP itself -- however it spells them -- works in the lab and fails here.
+    """
+    given, vip_cidr = BENCH_GIVEN, BENCH_VIP
+    vip = vip_cidr.split("/")[0]
+    ctx.say("\n== 5. your %s with other arguments, on a bench host ==" % SCRIPT)
+    with Network(ArgumentsBenchTopo(), name="lab07-arguments",
+                 run_folder=ctx.folder("arguments"), controller=False, services=False) as net:
+        bench, lan = net["bench"], net["lan"]
+        macs = {intf.name: intf.MAC() for intf in bench.intfList() if intf.name != "lo"}
+        peer = {intf.name: intf.link.intf2.name if intf.link.intf1 is intf
+                else intf.link.intf1.name for intf in bench.intfList() if intf.link}
+        before = {name: bench.addresses(name) for name in macs}
+        ctx.say("  bench# ip -4 -br addr: %s" % "; ".join(
+            "%s %s" % (name, " ".join(held)) for name, held in sorted(before.items())))
+        ctx.say("  bench# bash %s %s %s" % (SCRIPT, given, vip_cidr))
+        captures = {name: ArpCapture(lan, peer[name], "arp-%s.pcap" % name).start()
+                    for name in macs}
+        try:
+            code, output = ScriptRun(bench, script, [given, vip_cidr],
+                                     timeout=SCRIPT_TIMEOUT).finish()
+
+            def announced():
+                seen = [p for name, capture in captures.items() for p in capture.packets()
+                        if p["gratuitous"] and p["sender_mac"] == macs[name]]
+                return bool(seen), seen
+            try:
+                wait_until(announced, BENCH_WAIT, "the bench's gratuitous ARPs")
+            except WaitTimeout:
+                pass                        # none: that is the measurement
+            garps = {name: sorted({p["sender_ip"] for p in capture.packets()
+                                   if p["gratuitous"] and p["sender_mac"] == macs[name]})
+                     for name, capture in captures.items()}
+            count = sum(1 for p in captures[given].packets()
+                        if p["gratuitous"] and p["sender_ip"] == vip
+                        and p["sender_mac"] == macs[given])
+        finally:
+            for capture in captures.values():
+                capture.stop()
+        after = {name: bench.addresses(name) for name in macs}
+    if output:
+        ctx.say("    " + output.replace("\n", "\n    "))
+    ctx.say("  (exit code %s) %s" % (code, "; ".join(
+        "%s now has %s, announced %s" % (name, " ".join(held) or "no address",
+                                          " ".join(garps[name]) or "nothing")
+        for name, held in sorted(after.items()))))
+    return dict(given=given, vip_cidr=vip_cidr, exit_code=code,
+                output=output[-500:], addresses=after, garps_for_vip=count,
+                announced=garps)
+
+
 # -- checks -------------------------------------------------------------------------------
 
 def check(name, static=False, keys=()):
@@ -505,24 +598,43 @@ def check(name, static=False, keys=()):
     return decorate
 
 
-@check("script reads its arguments", static=True)
+@check("script reads its arguments", keys=("arguments_bench",))
 def check_script(ctx, measured):
-    path = ctx.submission / SCRIPT
-    if not path.exists():
-        return False, "there is no %s in %s: start from the lab's submission/%s" % (
-            SCRIPT, ctx.submission, SCRIPT)
-    syntax = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
-    if syntax.returncode != 0:
-        return False, "bash -n %s: %s" % (SCRIPT, syntax.stderr.strip().splitlines()[-1])
-    text = path.read_text()
-    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
-    if ap.vip(1) in code or re.search(r"\bweb\d-eth\d\b", code):
-        return False, ("%s names the VIP or an interface itself; take both from its arguments "
-                       "($1 = interface, $2 = VIP/prefix): the other server runs it with its "
-                       "own interface" % SCRIPT)
-    if not re.search(r"\$\{?[12@*]|\bgetopts\b", code):
-        return False, "%s never reads its arguments ($1 = interface, $2 = VIP/prefix)" % SCRIPT
-    return True, "%s is valid bash and takes the interface and VIP/prefix as $1 and $2" % SCRIPT
+    b, lab = measured["arguments_bench"], measured["move_vip_sh"]
+    given, vip_cidr = b["given"], b["vip_cidr"]
+    vip = vip_cidr.split("/")[0]
+    ran = "run as `bash %s %s %s` on a bench host (ports %s; no web1-eth0)" % (
+        SCRIPT, given, vip_cidr, ", ".join(sorted(b["addresses"])))
+    exited = "it exited with %s%s" % (
+        "code %s" % b["exit_code"] if isinstance(b["exit_code"], int) else b["exit_code"],
+        ": %s" % b["output"].splitlines()[-1] if b["output"] else "")
+    if vip_cidr not in b["addresses"][given]:
+        return False, ("%s, %s did not put %s on %s (it has %s; %s): take the interface from $1 "
+                       "and the VIP/prefix from $2 -- `ip addr add \"$2\" dev \"$1\"` -- and name "
+                       "neither yourself: the other server runs it with its own interface" % (
+                           ran, SCRIPT, vip_cidr, given,
+                           " ".join(b["addresses"][given]) or "no address", exited))
+    others = sorted(port for port, held in b["addresses"].items()
+                    if port != given and any(a.split("/")[0] == vip for a in held))
+    if others:
+        return False, ("%s, %s put %s on %s as well as on %s: only the interface given in $1 "
+                       "takes the VIP" % (ran, SCRIPT, vip, " and ".join(others), given))
+    wrong = sorted({"%s on %s" % (ip, name) for name, ips in b["announced"].items()
+                    for ip in ips if (ip, name) != (vip, given)})
+    if lab["garps_seen"] and not b["garps_for_vip"]:
+        return False, ("in the lab %s announced the VIP, but %s it sent no gratuitous ARP for "
+                       "%s on %s%s (%s): announce the VIP of $2 on the interface of $1, e.g. "
+                       "`arping -U -c 2 -i \"$1\" -S \"${2%%/*}\" \"${2%%/*}\"`" % (
+                           SCRIPT, ran, vip, given,
+                           "; it announced %s instead" % ", ".join(wrong) if wrong else "",
+                           exited))
+    if wrong:
+        return False, ("%s, %s announced %s: a gratuitous ARP names the VIP of $2 and goes out "
+                       "of the interface of $1 only" % (ran, SCRIPT, ", ".join(wrong)))
+    return True, ("%s, %s put %s on %s%s: it takes both from its arguments" % (
+        ran, SCRIPT, vip_cidr, given,
+        " and announced it there (%d gratuitous ARP)" % b["garps_for_vip"]
+        if b["garps_for_vip"] else " (it announces nothing: see 'sends gratuitous ARP')"))
 
 
 @check("takes the VIP", keys=("move_vip_sh",))

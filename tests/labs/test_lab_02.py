@@ -1,8 +1,11 @@
-"""Lab 02 hot standby: the reference passes; deploying to the active only fails."""
+"""Lab 02 hot standby: the reference passes; deploying to the active only fails; an
+empty deploy.sh scores nothing (what keepalived does is information, not the student's)."""
 
 from redlab import labs
 
 LAB = labs.find("02")
+SCORED = {"standby gets every update", "clients get the update after failover"}
+INFO = {"deploy script present", "failover time", "ARP entry followed the GARP"}
 
 
 def failing(results):
@@ -12,7 +15,17 @@ def failing(results):
 def test_reference_passes_every_check(grade):
     results = grade(LAB, LAB.reference)
     assert not failing(results)
+    assert {n for n, r in results.items() if r.scored} == SCORED
+    assert {n for n, r in results.items() if not r.scored} == INFO
     assert results["failover time"].measured["time_to_recover"] < 10
+
+
+def test_one_name_per_check(tmp_path):
+    """The name a check reports is the name grade() gives it when the walk-through cannot
+    run (a missing deploy.sh: no network is built), so a class's columns never split."""
+    results = LAB.grade(tmp_path)
+    assert {r.name for r in results} == SCORED | INFO | {"walk-through"}
+    assert {r.name for r in results if not r.scored} == INFO
 
 
 def test_deploying_to_the_active_only_fails_with_the_reason(grade):
@@ -22,6 +35,27 @@ def test_deploying_to_the_active_only_fails_with_the_reason(grade):
     after = results["clients get the update after failover"]
     assert not after.passed and "web2 was not up to date" in after.reason
     assert results["failover time"].passed and results["ARP entry followed the GARP"].passed
+    assert labs.score(list(results.values())) == (0, 2)
+
+
+def test_an_empty_deploy_script_scores_nothing(grade):
+    """The issue's gamed submission: an empty deploy.sh scored 3 of 5 -- "deploy script
+    present", "failover time" and "ARP entry followed the GARP" passed on keepalived's
+    work.  Those are information now; both scored checks fail and say what to write."""
+    results = grade(LAB, LAB.folder / "broken" / "empty")
+    assert labs.score(list(results.values())) == (0, 2), failing(results)
+    standby = results["standby gets every update"]
+    assert not standby.passed and "deploy.sh did not publish the page" in standby.reason
+    assert "still serves" not in standby.reason
+    assert "send the file it is given ($1) to both servers" in standby.reason
+    assert "$STANDBY" in standby.reason and "/deploy/index.html" in standby.reason
+    after = results["clients get the update after failover"]
+    assert not after.passed and "web2 was not up to date" in after.reason
+    assert "$STANDBY" in after.reason
+    # keepalived still did its part: shown, not counted
+    for name in INFO:
+        assert not results[name].scored and results[name].passed, results[name].line()
+    assert results["deploy script present"].line().startswith("INFO  deploy script present")
 
 
 def test_a_dead_web_service_is_invisible_to_vrrp_alone(run_folder):

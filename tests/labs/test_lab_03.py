@@ -26,6 +26,7 @@ def measured(run_folder, case):
 def test_reference_passes_and_the_walkthrough_shows_the_lessons(grade, run_folder):
     results = grade(LAB, LAB.reference)
     assert all(r.passed for r in results.values()), failing(results)
+    assert [n for n, r in results.items() if not r.scored] == ["dns.yaml is valid"]
     m = measured(run_folder, "reference")
 
     # 1. dns1 hands out every record, rotating by one per query
@@ -84,6 +85,25 @@ def test_long_ttl_breaks_the_bound_with_the_measured_window(grade):
     # the rest of the submission is right: only the TTL is wrong
     for name in ("dns.yaml is valid", "every server gets users", "dead server leaves DNS"):
         assert results[name].passed, results[name].line()
+    assert labs.score(list(results.values())) == (2, 4)
+
+
+def test_an_invalid_dns_yaml_stops_the_walkthrough_and_its_check_is_information(tmp_path):
+    """"dns.yaml is valid" is information: the untouched starter passes it, and an invalid
+    file (broken/bad-ttl) stops the walk-through with the same sentence, a scored FAIL.
+    Its name is the same whether it ran or not (a non-UTF-8 file makes it raise)."""
+    results = {r.name: r for r in LAB.grade(LAB.folder / "broken" / "bad-ttl")}
+    sentence = "dns.yaml: ttl must be a whole number of seconds from 1 to 86400, not 0"
+    assert results["walk-through"].scored and sentence in results["walk-through"].reason
+    valid = results["dns.yaml is valid"]
+    assert not valid.scored and sentence in valid.reason
+    for name in ("every server gets users", "dead server leaves DNS",
+                 "damage window within the bound", "worst case within the bound"):
+        assert results[name].scored and "did not finish" in results[name].reason
+    assert labs.score(list(results.values())) == (0, 5)
+    (tmp_path / "dns.yaml").write_bytes(b"ttl: 2\nrecords: [\xff]\n")
+    names = [r.name for r in LAB.grade(tmp_path)]
+    assert names.count("dns.yaml is valid") == 1 and "dns yaml is valid" not in names
 
 
 @pytest.mark.parametrize("text, words", [

@@ -32,6 +32,7 @@ def test_reference_passes_and_three_servers_show_the_notes_problems(grade, run_f
                             "sends gratuitous arp", "releases own vip when service broken",
                             "no duplicate vip with two servers",
                             "gives vip back to recovered owner"}
+    assert [n for n, r in results.items() if not r.scored] == ["script is valid bash"]
     m = measured_of(run_folder, "reference")
     two, three = m["details"]["two"], m["details"]["three"]
 
@@ -111,6 +112,36 @@ def test_the_notes_arping_command_with_debians_arping_announces_the_wrong_addres
     assert all(r.passed for r in others.values()), failing(others)
 
 
+def test_a_script_that_only_claims_its_vip_scores_nothing(grade, run_folder):
+    """Issue 8: nothing moves, so no VIP is ever on two servers and web1 "has its VIP back"
+    after the repair -- two checks passed on doing nothing, and "script is valid bash" on
+    any file.  Now every scored check fails, each saying what is missing."""
+    results = grade(LAB, LAB.folder / "broken" / "claim-only")
+    assert labs.score(list(results.values())) == (0, 5), failing(results)
+    assert results["script is valid bash"].passed and not results["script is valid bash"].scored
+    took = results["takes over failed peer vip"]
+    assert "web2 never added %s" % V1 in took.reason and "ip addr add" in took.reason
+    released = results["releases own vip when service broken"]
+    assert "web1 kept its VIP %s" % V1 in released.reason and "ip addr del" in released.reason
+    for name in ("no duplicate vip with two servers", "gives vip back to recovered owner"):
+        reason = results[name].reason
+        assert "not checked: web2 never took %s over" % V1 in reason, reason
+        assert "see 'takes over failed peer vip'" in reason, reason
+    m = measured_of(run_folder, "claim-only")
+    two = m["details"]["two"]
+    assert two["vips_up"] and two["duplicates"] == [] and two["return"]["back"], two
+
+
+def test_one_name_per_check(tmp_path):
+    """Names reported = names grade() gives a check it could not run (no takeover.sh: the
+    walk-through stops before any network)."""
+    results = LAB.grade(tmp_path)
+    assert {r.name for r in results} == {
+        "walk-through", "script is valid bash", "takes over failed peer vip",
+        "sends gratuitous arp", "releases own vip when service broken",
+        "no duplicate vip with two servers", "gives vip back to recovered owner"}
+
+
 # -- without a network ---------------------------------------------------------------------
 
 def _two(**over):
@@ -143,6 +174,10 @@ def test_check_reasons_point_at_the_fix():
     r = M.check_takes_over_failed_peer_vip(ctx, {"details": {"two": dict(
         vips_up=False, holders_at_start="VIP1 on nobody")}})
     assert not r.passed and "add its own VIP" in r.reason
+    for check in (M.check_no_duplicate_vip_with_two_servers,
+                  M.check_gives_vip_back_to_recovered_owner):
+        r = check(ctx, _two(peer_took_after=None))
+        assert not r.passed and "nothing moved" in r.reason
 
 
 def test_starter_is_valid_bash_but_unfinished():

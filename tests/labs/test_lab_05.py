@@ -1,13 +1,30 @@
-"""Lab 05 load balancer: an HTTP check passes; a TCP check misses the 500 and the hang."""
+"""Lab 05 load balancer: an HTTP check passes; a TCP check misses the 500 and the hang;
+hiding the broken servers with weight 0 detects nothing and fails."""
 
 from redlab import labs
 
 LAB = labs.find("05")
+SCORED = {"catches HTTP 500", "catches a hang", "healthy server keeps serving",
+          "detection time"}
+INFO = {"service file is valid"}
 
 
 def test_reference_passes(grade):
     results = grade(LAB, LAB.reference)
     assert not [r.line() for r in results.values() if not r.passed]
+    assert {n for n, r in results.items() if r.scored} == SCORED
+    assert {n for n, r in results.items() if not r.scored} == INFO
+    assert "took web2 (HTTP 500) out after" in results["catches HTTP 500"].reason
+    assert "all 12 requests during the faults were answered HTTP 200 by web1, while web2 " \
+        "itself answered HTTP 500" in results["healthy server keeps serving"].reason
+
+
+def test_one_name_per_check(tmp_path):
+    """Names reported = names grade() gives a check it could not run (no service.yaml:
+    the walk-through stops before any network)."""
+    results = LAB.grade(tmp_path)
+    assert {r.name for r in results} == SCORED | INFO | {"walk-through"}
+    assert {r.name for r in results if not r.scored} == INFO
 
 
 def test_a_tcp_check_is_graded_failing_with_the_reason(grade, run_folder):
@@ -16,7 +33,42 @@ def test_a_tcp_check_is_graded_failing_with_the_reason(grade, run_folder):
     assert not r500.passed and "a tcp check cannot see an HTTP error" in r500.reason
     hang = results["catches a hang"]
     assert not hang.passed and "still accepts TCP" in hang.reason
-    assert results["service file is valid"].passed
+    assert results["service file is valid"].passed and not results["service file is valid"].scored
+    # web1 answered some requests, which used to be enough: every one must come from it now
+    healthy = results["healthy server keeps serving"]
+    assert not healthy.passed, healthy.reason
+    assert "were not answered HTTP 200 by the healthy web1" in healthy.reason
+    assert "web2 500 x" in healthy.reason and "no answer x" in healthy.reason, healthy.reason
+
+
+def test_weight_zero_hides_the_broken_servers_and_fails(grade):
+    """The issue's gamed submission: the starter's TCP check with weight 0 on web2 and web3
+    scored 4 of 5 -- nobody reached the broken servers, though nothing detected them."""
+    results = grade(LAB, LAB.folder / "broken" / "weight-zero")
+    r500 = results["catches HTTP 500"]
+    assert not r500.passed and r500.reason.startswith("web2 has weight 0 in service.yaml")
+    assert "give every server a weight of at least 1 and let the health check take web2 " \
+        "out" in r500.reason
+    hang = results["catches a hang"]
+    assert not hang.passed and hang.reason.startswith("web3 has weight 0 in service.yaml")
+    detect = results["detection time"]
+    assert not detect.passed and "not taken out within 5 s: web2, web3" in detect.reason
+    # web1 did serve everything: that part is true, and the only point it earns
+    assert results["healthy server keeps serving"].passed
+    assert labs.score(list(results.values())) == (1, 4)
+
+
+def test_every_answer_during_the_faults_must_come_from_web1():
+    """One good answer used to be enough; one wrong answer out of twelve now fails."""
+    check = LAB.module.check_healthy_server_keeps_serving
+    after = [(200, "web1")] * 11 + [(500, "web2")]
+    m = dict(after=after, broken_direct={"web2": 500, "web3": 0})
+    result = check(None, m)
+    assert not result.passed and "1 of 12 requests" in result.reason
+    assert "web2 500 x1" in result.reason
+    assert check(None, dict(m, after=[(200, "web1")] * 12)).passed
+    stale = check(None, dict(m, after=[(200, "web1")] * 12, broken_direct={"web2": 200}))
+    assert not stale.passed and stale.reason.startswith("not measured")
 
 
 def test_the_walkthrough_shows_the_matrix_and_the_ipvs_comparison(run_folder):

@@ -1,9 +1,12 @@
-"""Lab 07 (IP takeover and ARP): graded on the reference and on a move without GARP.
+"""Lab 07 (IP takeover and ARP): graded on the reference, on a move without GARP and on
+a script that works on web1 only.
 
-Two walk-throughs (about 20 s each): the reference passes every check, and its output
+Three walk-throughs (about 20 s each): the reference passes every check, and its output
 shows the client's ARP entry going REACHABLE -> STALE -> DELAY -> PROBE while the VIP
 sits on web2 unannounced; broken/no-garp (``ip addr add`` only) takes the VIP but fails
-"sends gratuitous ARP" with the time the client kept the old MAC.
+"sends gratuitous ARP" with the time the client kept the old MAC; broken/hard-coded
+names web1-eth0 and the VIP itself (reading $1/$2 only where it never runs) and fails
+"script reads its arguments" on the bench, where it gets another interface and VIP.
 """
 
 import re
@@ -64,6 +67,14 @@ def test_reference_passes_and_the_walkthrough_shows_the_stale_arp_cache(grade, c
     assert "garp_master_repeat must be greater than 0" in m["keepalived_garp_false"]["message"]
     assert dropped["garps_dropped"] >= 1, dropped
 
+    # run with other arguments on the bench, it moves and announces what it is given
+    args = results["script reads its arguments"]
+    bench = args.measured["arguments_bench"]
+    assert bench["vip_cidr"] in bench["addresses"][bench["given"]], bench
+    assert bench["garps_for_vip"] >= 1 and bench["exit_code"] == 0, bench
+    assert all(not ips for port, ips in bench["announced"].items() if port != bench["given"])
+    assert "and announced it there" in args.reason
+
     # what the student reads
     assert re.search(r"REACHABLE web1 -> (\+[\d.]+ STALE web1 -> )?\+[\d.]+ DELAY web1 -> "
                      r"\+[\d.]+ PROBE web1 ->", out), out
@@ -73,10 +84,43 @@ def test_reference_passes_and_the_walkthrough_shows_the_stale_arp_cache(grade, c
     assert row and abs(float(row.group(1)) - m["time_without_garp"]) < 0.006, out[-2000:]
 
 
+def test_one_name_per_check(tmp_path):
+    """Names reported = names grade() gives a check it could not run (no move_vip.sh: the
+    walk-through stops before any network)."""
+    results = LAB.grade(tmp_path)
+    assert {r.name for r in results} == CHECKS | {"walk-through"}
+    assert all(r.scored for r in results)
+
+
+def test_a_script_that_names_web1_and_the_vip_itself_fails_on_the_bench(grade):
+    """Issue 8: the old static check was a regex over the script's text; this script
+    fooled it ($1 and $2 on a branch that never runs, web1-eth0 and the VIP spelled so
+    that no search finds them) and, on web1, passed everything else too."""
+    results = grade(LAB, LAB.folder / "broken" / "hard-coded")
+    assert set(results) == CHECKS, failing(results)
+    args = results["script reads its arguments"]
+    assert not args.passed
+    bench = args.measured["arguments_bench"]
+    given, vip_cidr = bench["given"], bench["vip_cidr"]
+    assert (given, vip_cidr) == ("bench-eth1", "198.51.100.77/25")     # not the lab's
+    assert "run as `bash move_vip.sh %s %s` on a bench host" % (given, vip_cidr) in args.reason
+    assert "did not put %s on %s" % (vip_cidr, given) in args.reason
+    assert 'Cannot find device "web1-eth0"' in args.reason, args.reason     # what it did
+    assert "take the interface from $1 and the VIP/prefix from $2" in args.reason
+    # what the script sent on the bench: nothing for the VIP it was given
+    assert bench["garps_for_vip"] == 0 and vip_cidr not in bench["addresses"][given], bench
+    # in the lab, on web1, it does move and announce the VIP
+    for name in CHECKS - {"script reads its arguments"}:
+        assert results[name].passed, results[name].line()
+    assert labs.score(list(results.values())) == (3, 4)
+
+
 def test_move_without_arping_fails_sends_gratuitous_arp_with_the_stale_time(grade):
     results = grade(LAB, LAB.folder / "broken" / "no-garp")
     assert set(results) == CHECKS, failing(results)
-    assert results["script reads its arguments"].passed
+    args = results["script reads its arguments"]
+    assert args.passed, args.reason         # it announces nothing anywhere: the GARP check says so
+    assert "(it announces nothing: see 'sends gratuitous ARP')" in args.reason
     assert results["takes the VIP"].passed, results["takes the VIP"].reason
     garp = results["sends gratuitous ARP"]
     assert not garp.passed
