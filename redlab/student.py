@@ -1,46 +1,80 @@
-"""Running a student's script inside an emulated host: once, or as a daemon.
+"""A student's code inside an emulated host -- a script run once, a script as a daemon, a
+template rendered -- always jailed (:mod:`redlab.jail`).
 
-    run = ScriptRun(net["client1"], "deploy.sh", ["index.html"], env={"VIP": vip})
-    code, output = run.finish()          # killed after ``timeout`` s: code is a sentence
+    run = ScriptRun(net["client1"], "deploy.sh", [Path("index.html")], env={"VIP": vip})
+    code, output = run.finish()          # a limit ended it: code is a sentence saying which
 
     host.start_daemon(StudentScript(host, "takeover.sh", {"MY_VIP": vip}, name="takeover"))
 
-A student's script must never hang a lab or a grading run: a run that is still going
-after its timeout is killed, and a script daemon is a :class:`redlab.daemons.Daemon`
-(own folder, dry run ``bash -n``, recorded in the run registry, stopped with its host).
+    texts = render_templates(submission, "router.j2", {"r1": values1, "r2": values2})
+
+Student code runs as ``redlab-student`` with CAP_NET_ADMIN and CAP_NET_RAW only (``ip
+addr``, ``arping``, net sysctls inside its host), a clean environment, limits on
+processes, memory, CPU, output and time, and sees its own work folder only: a copy of
+its files, never the lab's ``reference/``, other students, the project or the run folder.
+A student's script must never hang a lab or a grading run: a run still going after its
+timeout is killed with everything it started, and a script daemon is a
+:class:`redlab.daemons.Daemon` (own folder, dry run ``bash -n``, recorded in the run
+registry, stopped with its host).
 """
 
+import json
 import os
+import re
 import shlex
-import shutil
-import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
+from redlab import jail
 from redlab.daemons.base import Daemon
+from redlab.errors import ConfigError
 
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+GRACE = 10.0        # s a launcher may take after its jail's limit before it is killed
 
 
-def script_env(env=None):
-    """The environment a script runs with: a sane PATH plus ``env``."""
-    result = dict(os.environ, PATH=PATH)
-    result.update({k: str(v) for k, v in (env or {}).items()})
-    return result
+def _fresh_folder(run, host, name):
+    """``<run>/<host>/<name>/``, or ``<name>-2/`` ... when a run of that name exists."""
+    base = run.folder(host)
+    for n in range(1, 1000):
+        folder = base / (name if n == 1 else "%s-%d" % (name, n))
+        if not folder.exists():
+            folder.mkdir()
+            return folder
+    raise ConfigError("%s has 1000 runs of %s already; use a new run folder" % (host, name))
 
 
 class ScriptRun:
-    """The student's script, started inside ``host``; the lab may watch meanwhile."""
+    """The student's script, started jailed inside ``host``; the lab may watch meanwhile.
 
-    def __init__(self, host, path, args=(), env=None, timeout=10.0, shell="bash"):
+    Its folder ``<run>/<host>/<script name>/`` holds the jail's spec and result, and the
+    student's work folder ``work/``: a copy of the script, a copy of every argument that
+    is a :class:`pathlib.Path` (an input file; the script gets the copy's path) and
+    ``output.log`` (stdout and stderr, capped).
+    """
+
+    def __init__(self, host, path, args=(), env=None, timeout=10.0, shell="bash", limits=None):
         self.timeout = timeout
         self.path = Path(path)
-        self.proc = host.popen([shell, str(path)] + [str(a) for a in args],
+        self.folder = _fresh_folder(host.run, host.name, self.path.stem)
+        inputs = [a for a in args if isinstance(a, Path)]
+        missing = [str(p) for p in [self.path] + inputs if not p.is_file()]
+        if missing:
+            raise ConfigError("%s cannot run: %s is not a file" % (self.path.name, missing[0]))
+        self.work = jail.work_folder(self.folder / "work", [self.path] + inputs)
+        argv = [shell, self.work / self.path.name] + [
+            self.work / a.name if isinstance(a, Path) else a for a in args]
+        self.limits = limits or jail.Limits(wall=timeout)
+        self.spec = self.folder / "jail.json"
+        self.proc = host.popen(jail.command(argv, self.work, self.spec, env=env,
+                                            limits=self.limits, hide=[host.run.path]),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, env=script_env(env))
+                               stdin=subprocess.DEVNULL)
         self.started = time.time()
         self.ended = None
+        self.result = None
 
     def poll(self):
         """Note when the script ended (call it while watching something else)."""
@@ -49,36 +83,27 @@ class ScriptRun:
         return self.ended is not None
 
     def finish(self):
-        """``(exit code, output)``; a script still running ``timeout`` s after its start is
-        killed, and its exit code is then a sentence saying so."""
-        try:
-            output, _ = self.proc.communicate(
-                timeout=max(0.1, self.started + self.timeout - time.time()))
-            code = self.proc.returncode
-        except subprocess.TimeoutExpired:
-            # the whole process group: a child (``sleep``, ``curl``) would keep the output
-            # pipe open, and reading it would wait for that child
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.proc.kill()
-            output, _ = self.proc.communicate()
-            code = "a timeout: it was still running after %g s" % self.timeout
+        """``(exit code, output)``; a run that a limit ended (its timeout, memory, output
+        size) has a sentence saying so instead of an exit code."""
+        jail.wait_launcher(self.proc, self.limits.wall + GRACE)
         self.poll()
-        return code, output.decode(errors="replace").strip()
+        self.result = jail.read_result(self.spec)
+        return self.result.status, self.result.output.strip()
 
 
 class StudentScript(Daemon):
-    """A student's script as a daemon of a host, its settings in the environment.
+    """A student's script as a daemon of a host, jailed, its settings in the environment.
 
-    Its folder (``<run>/<host>/<name>/``) keeps the script that ran, ``<name>.env`` and
-    ``<name>.log``; it is recorded in the run registry, killed with its host by
-    ``host_crash`` and started again by the host's "reboot" (the fault's undo).  Each
-    start writes a marker line to the log; :meth:`lines` reads what it logged since.
+    Its folder (``<run>/<host>/<name>/``) keeps ``<name>.env`` and ``<name>.log``; the
+    student's work folder ``work/`` (a copy of the script) is made afresh at each start,
+    like a host's /tmp at boot.  It is recorded in the run registry, killed with its
+    host by ``host_crash`` and started again by the host's "reboot" (the fault's undo).
+    Each start writes a marker line to the log; :meth:`lines` reads what it logged since.
     """
 
     binary = "bash"
     ready_timeout = 5.0
+    limits = jail.Limits(wall=None)
 
     def __init__(self, node, script, settings, name="script", **options):
         super().__init__(node, **options)
@@ -89,20 +114,29 @@ class StudentScript(Daemon):
         self.log_offset = 0
 
     @property
+    def work(self):
+        return self.path("work")
+
+    @property
     def script(self):
-        return self.path(self.source.name)
+        return self.work / self.source.name
 
     def render(self):
-        shutil.copyfile(self.source, self.script)
         self.config_file.write_text("".join("%s=%s\n" % (k, shlex.quote(v))
                                             for k, v in self.settings.items()))
+        jail.work_folder(self.work, [self.source])
+
+    def _jailed(self, argv, spec, **options):
+        return jail.command(argv, self.work, self.path(spec), hide=[self.node.run.path],
+                            output=None, **options)
 
     def dry_run(self):
-        return [self.binary_path, "-n", str(self.script)]
+        return self._jailed([self.binary_path, "-n", self.script], "dry-run.json", caps=(),
+                            limits=jail.Limits(wall=5.0))
 
     def command(self):
-        env = ["PATH=%s" % PATH] + ["%s=%s" % kv for kv in self.settings.items()]
-        return ["env"] + env + [self.binary_path, str(self.script)]
+        return self._jailed([self.binary_path, self.script], "jail.json", env=self.settings,
+                            limits=self.limits)
 
     def start(self):
         if not self.running:
@@ -113,6 +147,11 @@ class StudentScript(Daemon):
             self.log_offset = self.log_file.stat().st_size
         return super().start()
 
+    def stop(self, timeout=5.0):
+        super().stop(timeout)
+        # a launcher killed with its host (host_crash) could not remove its cgroup
+        jail.clean_stale_cgroups()
+
     def lines(self, since_offset=None):
         """What the script logged since its last start (or since ``since_offset``)."""
         try:
@@ -121,3 +160,109 @@ class StudentScript(Daemon):
                 return log.read().decode(errors="replace").splitlines()
         except FileNotFoundError:
             return []
+
+
+# -- templates ------------------------------------------------------------------------------------
+
+RENDERER = r"""
+import json, sys
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+job = json.load(open("job.json"))
+env = SandboxedEnvironment(loader=jinja2.FileSystemLoader("."), undefined=jinja2.StrictUndefined,
+                           keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+out = {}
+for key, values in job["values"].items():
+    try:
+        out[key] = {"text": env.get_template(job["template"]).render(**values)}
+    except SecurityError as exc:
+        out[key] = {"error": "security", "message": str(exc)}
+    except jinja2.UndefinedError as exc:
+        out[key] = {"error": "undefined", "message": exc.message}
+    except jinja2.TemplateError as exc:
+        out[key] = {"error": "template", "message": str(exc)}
+    except Exception as exc:
+        out[key] = {"error": "python", "message": "%s: %s" % (type(exc).__name__, exc)}
+sys.stdout.write(json.dumps(out))
+"""
+
+RENDER_LIMITS = jail.Limits(wall=5.0, processes=8, memory_mb=256, cpu=1.0, output_mb=8)
+
+
+def render_templates(folder, template, values, limits=RENDER_LIMITS):
+    """Render the student's ``template`` (in ``folder``) once per entry of ``values``
+    (``{key: {name: value}}``) with Jinja2's sandboxed environment and StrictUndefined,
+    in a separate jailed process without capabilities.
+
+    Returns ``{key: {"text": ...}}`` or ``{key: {"error": kind, "message": ...}}`` with
+    kind ``security`` (the template tried to reach Python), ``undefined``, ``template``
+    or ``python``.  The student's ``*.j2`` files are copied into a fresh work folder
+    (a symlink is refused); the values travel as JSON.  Run by a user who is not root
+    (a student rendering their own template) the renderer runs as that user, still in a
+    separate process and a sandboxed environment.
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("*.j2"))
+    links = [p.name for p in files if p.is_symlink()]
+    if links:
+        raise ConfigError("%s is a symbolic link; a submission holds its own files: copy the "
+                          "file itself into %s" % (links[0], folder))
+    job = json.dumps({"template": template, "values": values}, default=str)
+    argv = [sys.executable, "-I", "-c", RENDERER]
+    with tempfile.TemporaryDirectory(prefix=".render-", dir=_scratch_root()) as scratch:
+        scratch = Path(scratch)
+        if os.geteuid() == 0:
+            work = jail.work_folder(scratch / "work", files)
+            (work / "job.json").write_text(job)
+            result = jail.run(argv, work, scratch / "render.json", caps=(), limits=limits,
+                              expose=[sys.prefix], hide=[folder])
+            output = result.output
+            problem = result.reason or ("exited with code %s" % result.code
+                                        if result.code else None)
+        else:
+            output, problem = _render_as_caller(argv, files, job, scratch / "work", limits)
+    try:
+        return json.loads(output)
+    except ValueError:
+        raise ConfigError("%s could not be rendered: the renderer %s; it said: %s" % (
+            template, problem or "gave no answer", output.strip()[-300:] or "nothing")) from None
+
+
+def _scratch_root():
+    """Where a render's scratch folder goes: root's, under redlab's run root (every jail
+    hides it), or the system's temporary folder for a user who is not root."""
+    from redlab.runs import run_root
+    if os.geteuid() != 0:
+        return None
+    run_root().mkdir(parents=True, exist_ok=True)
+    return run_root()
+
+
+def _render_as_caller(argv, files, job, work, limits):
+    """``(output, problem)`` of the renderer run as the (non-root) caller."""
+    import shutil
+    work.mkdir()
+    for path in files:
+        shutil.copyfile(path, work / path.name)
+    (work / "job.json").write_text(job)
+    try:
+        proc = subprocess.run(argv, cwd=work, capture_output=True, timeout=limits.wall)
+    except subprocess.TimeoutExpired:
+        return "", "a timeout: it was still running after %g s" % limits.wall
+    problem = None
+    if proc.returncode:
+        problem = "exited with code %d: %s" % (
+            proc.returncode, proc.stderr.decode(errors="replace").strip()[-300:])
+    return proc.stdout.decode(errors="replace"), problem
+
+
+def template_error(template, kind, message, values_name):
+    """The sentence for a template that did not render (``values_name``: "r2.yaml")."""
+    if kind == "security":
+        return ("%s tried something a template may not do (it is rendered in a sandbox): %s; "
+                "a template only loops over and prints the values of %s"
+                % (template, message.rstrip("."), values_name))
+    if kind == "undefined":
+        return ("%s with %s: the template needs a value that %s does not give (%s)"
+                % (template, values_name, values_name, message))
+    return "%s is broken: %s" % (template, re.sub(r"\s+", " ", message))

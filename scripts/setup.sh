@@ -42,6 +42,14 @@ if [ -d /run/systemd/system ]; then
     done
 fi
 
+# Students' scripts and templates run jailed as this user (redlab/jail.py): no home,
+# no shell, no groups; a second run changes nothing.
+if ! id -u redlab-student >/dev/null 2>&1; then
+    say "creating the system user redlab-student (students' code runs as it)"
+    useradd --system --no-create-home --shell /usr/sbin/nologin --home-dir /nonexistent \
+        --user-group redlab-student
+fi
+
 # A virtual environment from Debian's python3 that also sees Debian's mininet.
 VENV=.venv
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import mininet.net" 2>/dev/null; then

@@ -24,7 +24,6 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-import jinja2
 import yaml
 
 from redlab import addressing as ap
@@ -34,6 +33,7 @@ from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
 from redlab.recorders import ArpCapture
+from redlab.student import ScriptRun, render_templates, template_error
 from redlab.wait import wait_until
 
 TITLE = "Cold standby router"
@@ -73,19 +73,32 @@ def values(submission, router):
 
 def render(submission, router):
     """``router.j2`` rendered with ``<router>.yaml``: the router's configuration text."""
+    return render_all(submission, [router])[router]
+
+
+def render_all(submission, routers=(ACTIVE, SPARE)):
+    """``{router: configuration text}``: ``router.j2`` rendered with each ``<router>.yaml``.
+
+    The template is the student's code: it renders in Jinja2's sandboxed environment, in
+    a separate jailed process (:func:`redlab.student.render_templates`), never in the
+    grader; a template that reaches for Python is refused with a reason.
+    """
     if not (submission / TEMPLATE).exists():
         raise ConfigError("the submission has no %s (looked in %s); start from the lab's "
                           "submission/ folder" % (TEMPLATE, submission))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(submission)),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True)
-    try:
-        return env.get_template(TEMPLATE).render(**values(submission, router))
-    except jinja2.UndefinedError as exc:
-        raise ConfigError("%s with %s.yaml: the template needs a value that %s.yaml does not "
-                          "give (%s)" % (TEMPLATE, router, router, exc.message)) from None
-    except jinja2.TemplateError as exc:
-        raise ConfigError("%s is broken: %s" % (TEMPLATE, exc)) from None
+    rendered = render_templates(submission, TEMPLATE,
+                                {router: values(submission, router) for router in routers})
+    texts = {}
+    for router in routers:
+        answer = rendered.get(router)
+        if not isinstance(answer, dict) or not isinstance(answer.get("text", answer.get(
+                "message")), str):
+            raise ConfigError("%s with %s.yaml gave no configuration" % (TEMPLATE, router))
+        if "text" not in answer:
+            raise ConfigError(template_error(TEMPLATE, answer.get("error"), answer["message"],
+                                             "%s.yaml" % router))
+        texts[router] = answer["text"]
+    return texts
 
 
 def config_lines(text):
@@ -150,7 +163,7 @@ def verb_diff(ctx, args):
 
 def diff_submission(submission):
     """Render both routers' configurations and diff them: ``(lines, {router: text})``."""
-    texts = {router: render(submission, router) for router in (ACTIVE, SPARE)}
+    texts = render_all(submission, (ACTIVE, SPARE))
     return diff(texts[ACTIVE], texts[SPARE]), texts
 
 
@@ -184,23 +197,49 @@ def _command(node, number, line, ports):
     return shlex.join(words)
 
 
-def apply_config(node, text):
-    """Run a rendered configuration on a router node, line by line; stop at the first error."""
+APPLY_TIMEOUT = 10.0     # s a whole configuration may take to apply
+
+
+def apply_script(node, text):
+    """The configuration as a shell script for ``node``: one checked command per line, the
+    first failing line reported (``__failed_line=N rc=R`` after its output) and stopping it."""
     ports = {intf.name[len(node.name) + 1:]: intf.name for intf in node.intfList()
              if intf.name.startswith(node.name + "-")}
+    lines = ["# %s.conf, applied by redlab line by line; the first failing line stops it"
+             % node.name,
+             'step() { n=$1; shift; out=$("$@" 2>&1); rc=$?; if [ $rc -ne 0 ]; then '
+             'printf "%s\\n__failed_line=%s rc=%s\\n" "$out" "$n" "$rc"; exit 1; fi; }']
     for number, line in config_lines(text):
         if line.startswith("hostname "):
             if line.split()[1:] != [node.name]:
                 raise ConfigError("%s.conf line %d says `%s`; this is %s"
                                   % (node.name, number, line, node.name))
             continue
-        command = _command(node, number, line, ports)
-        out = node.cmd("%s 2>&1; echo __rc=$?" % command)
-        rc = re.search(r"__rc=(\d+)", out)
-        if not rc or rc.group(1) != "0":
-            raise ConfigError("%s.conf line %d `%s` failed on %s: %s" % (
-                node.name, number, line, node.name,
-                out.split("__rc=")[0].strip() or "exit code %s" % (rc and rc.group(1))))
+        lines.append("step %d %s" % (number, _command(node, number, line, ports)))
+    return "\n".join(lines) + "\n"
+
+
+def apply_config(node, text):
+    """Run a rendered configuration on a router node, line by line; stop at the first error.
+
+    Every line is checked first; then the lines run as one script, jailed inside the
+    router (:class:`redlab.student.ScriptRun`: the student's user, CAP_NET_ADMIN and
+    CAP_NET_RAW only -- enough for ``ip`` and net sysctls in the router's namespace)."""
+    script = node.run.file(node.name, "apply-%s.sh" % node.name)
+    script.write_text(apply_script(node, text))
+    code, out = ScriptRun(node, script, shell="sh", timeout=APPLY_TIMEOUT).finish()
+    if code == 0:
+        return
+    failed_line = ([None] + list(re.finditer(r"__failed_line=(\d+) rc=(\d+)", out)))[-1]
+    if not failed_line:
+        raise ConfigError("%s.conf could not be applied on %s: %s"
+                          % (node.name, node.name, code if isinstance(code, str) else
+                             out or "exit code %s" % code))
+    number = int(failed_line.group(1))
+    line = dict(config_lines(text))[number]
+    raise ConfigError("%s.conf line %d `%s` failed on %s: %s" % (
+        node.name, number, line, node.name,
+        out[:failed_line.start()].strip() or "exit code %s" % failed_line.group(2)))
 
 
 # -- cables ---------------------------------------------------------------------------------
@@ -593,6 +632,15 @@ def check_configs_identical(ctx, measured):
         drift, texts = diff_submission(ctx.submission)
     except RedlabError as exc:
         return failed("configs identical", "the configurations cannot be rendered: %s" % exc)
+    configured = [line for _, line in config_lines(texts[ACTIVE])
+                  if not line.startswith("hostname ")]
+    if not drift and not configured:
+        return failed("configs identical",
+                      "r1.conf, rendered from %s with r1.yaml, configures nothing (no line but "
+                      "comments and the hostname), so r2.conf is identical to an empty "
+                      "configuration: a spare that is configured like nothing replaces "
+                      "nothing. Render r1's sysctls, addresses and routes from the values in "
+                      "r1.yaml (one command per line, see the guide)" % TEMPLATE)
     if not drift:
         return passed("configs identical", "r1.conf and r2.conf, rendered from %s, are identical "
                       "but for the hostname (%d lines each)"
@@ -665,6 +713,11 @@ def check_spare_was_unplugged_before_the_failure(ctx, m):
     return passed("spare was unplugged before the failure",
                   "r2's switch ports (%s) were down and r2 carried 0 packets until the rewire; "
                   "after it, %d" % (", ".join(sorted(ports)), m["spare_packets_after_rewire"]))
+
+
+# information: the lab pulls r2's cables and loads r2.conf only at the rewire, whatever the
+# submission renders -- no submission can make the spare carry traffic before it
+check_spare_was_unplugged_before_the_failure.scored = False
 
 
 CHECKS = [check_configs_identical, check_service_returns_after_rewire,

@@ -5,11 +5,15 @@ the diff and the cold-spare check logic are also judged without a network.
 """
 
 import re
+import shutil
+from pathlib import Path
 
+import pytest
 import yaml
 
 from redlab import addressing as ap
 from redlab import labs
+from redlab.errors import ConfigError
 
 LAB = labs.find("01")
 GATEWAY = ap.router(ap.CLIENTS)
@@ -30,6 +34,9 @@ def test_reference_passes_and_the_walkthrough_measures_the_rewire(grade, capsys)
     assert all(r.passed for r in results.values()), failing(results) + "\n" + out[-3000:]
     assert set(results) == {"configs identical", "service returns after rewire",
                             "spare was unplugged before the failure"}
+    # the lab keeps the spare cold whatever the submission: information, not a score
+    assert [n for n, r in results.items() if not r.scored] == [
+        "spare was unplugged before the failure"]
     # the walk-through's narration, with its numbers
     assert "(no difference: r2 will do exactly what r1 did)" in out
     assert re.search(r"r2 on the shelf sent/received 0 packets; client1's ARP entry for %s "
@@ -96,6 +103,69 @@ def test_starter_fails_with_the_diff_as_the_reason(grade):
     assert "r2.conf line 12 `ip route add default via %s`" % spare in identical.reason
     # the naive template: no GARP, so not back either (the other thing the student fixes)
     assert "arp_notify=1" in results["service returns after rewire"].reason
+
+
+def test_one_name_per_check(tmp_path):
+    """Names reported = names grade() gives a check it could not run (no router.j2: the
+    walk-through stops before any network)."""
+    results = LAB.grade(tmp_path)
+    assert {r.name for r in results} == {"walk-through", "configs identical",
+                                         "service returns after rewire",
+                                         "spare was unplugged before the failure"}
+    assert not {r.name: r for r in results}["spare was unplugged before the failure"].scored
+
+
+def test_an_empty_template_is_not_identical_configurations(grade):
+    """Issue 8: a template that renders nothing made r1.conf and r2.conf "identical"
+    (identically empty) and passed "configs identical" while r1 never routed."""
+    results = grade(LAB, LAB.folder / "broken" / "empty-template")
+    identical = results["configs identical"]
+    assert not identical.passed and identical.scored
+    assert "r1.conf, rendered from router.j2 with r1.yaml, configures nothing" in identical.reason
+    assert "Render r1's sysctls, addresses and routes from the values in r1.yaml" \
+        in identical.reason
+    walk = results["walk-through"]
+    assert not walk.passed and "client1 cannot reach web1" in walk.reason
+    assert "did not finish" in results["service returns after rewire"].reason
+    assert not results["spare was unplugged before the failure"].scored
+    assert labs.score(list(results.values())) == (0, 3)
+
+
+def test_a_template_that_reaches_for_python_is_refused_and_runs_nothing(grade):
+    """Issue 8: router.j2 rendered in the grader could run Python as root there."""
+    ran = Path("/tmp/redlab-template-exec-ran")      # what the template's os.system makes
+    ran.unlink(missing_ok=True)
+    results = grade(LAB, LAB.folder / "broken" / "template-exec")
+    identical = results["configs identical"]
+    assert not identical.passed
+    assert ("router.j2 tried something a template may not do (it is rendered in a sandbox): "
+            "access to attribute '__init__'" in identical.reason), identical.reason
+    assert "the lab could not run with this submission" in results["walk-through"].reason
+    assert not ran.exists()
+
+
+def test_templates_render_in_a_separate_sandboxed_process(tmp_path):
+    """The other classic escape is refused too, and a template that would eat the grader's
+    memory and time ends in its own process, at its limit, with a reason."""
+    render_all = LAB.module.render_all
+    attacks = {"mro": "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+               "bomb": "{% for i in range(99999) %}{% for j in range(99999) %}"
+                       "{{ hostname * 1000 }}{% endfor %}{% endfor %}"}
+    for name, template in attacks.items():
+        folder = tmp_path / name
+        shutil.copytree(LAB.reference, folder)
+        (folder / "router.j2").write_text(template)
+        with pytest.raises(ConfigError) as error:
+            render_all(folder, ["r1"])
+        message = str(error.value)
+        if name == "mro":
+            assert "tried something a template may not do" in message, message
+            assert "'__class__'" in message
+        else:
+            assert message.startswith("router.j2 could not be rendered: the renderer "), message
+            assert "memory limit" in message or "timeout" in message, message
+    # the reference still renders, in the same way
+    assert render_all(LAB.reference, ["r1"])["r1"].startswith("# r1: rendered from router.j2")
 
 
 def test_diff_ignores_the_hostname_and_comments_only():
