@@ -89,6 +89,8 @@ MAX_WEIGHT = 65535  # ipvsadm: "The valid values of weight are 0 through to 6553
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# printable ASCII without space, quotes, braces, '#', ';' or backslash
+URL_PATH = re.compile(r"/[!$-:<-\[\]-z|~]*")
 
 _SERVICE_KEYS = ("name", "vip", "port", "protocol", "lb_algo", "lb_kind",
                  "persistence_timeout", "inhibit_on_failure", "sh_fallback", "sh_port",
@@ -343,8 +345,12 @@ def _parse_health_check(data):
     if kind == "http":
         if "path" in data:
             path = data["path"]
-            if not isinstance(path, str) or not path.startswith("/"):
-                _fail(f"health_check.path must be a URL path starting with /, got {path!r}")
+            # it lands in keepalived's configuration (lab 05's IPVS part): whitespace,
+            # quotes, braces or a comment sign could add a block of the student's own,
+            # such as a MISC_CHECK running a command as root
+            if not isinstance(path, str) or not URL_PATH.fullmatch(path):
+                _fail(f"health_check.path must be a URL path starting with / without spaces, "
+                      f"quotes, braces, '#' or ';', got {path!r}")
             check.path = path
         if "status" in data:
             status = data["status"]

@@ -80,8 +80,11 @@ def clean(include_live=False, keep_runs=10):
     default run root beyond the newest ``keep_runs`` are deleted (``None``: none are);
     the newest are kept as evidence.
     """
+    from redlab.jail import clean_stale_cgroups
     from redlab.sandbox import clean_stale
     report = clean_stale(include_live)
+    report += ["removed the empty cgroup of a jail whose launcher died: %s" % path
+               for path in clean_stale_cgroups()]
     cleaned = []
     for entry in registered_runs():
         if owner_alive(entry) and not include_live:

@@ -582,12 +582,18 @@ def redlab_argv(lab, submission, grade_file, student):
             str(submission), "--json", str(grade_file), "--student=" + student, "--class-mode"]
 
 
-def child_env():
+def child_env(hide=()):
     """The class's environment for a child, less the sandbox it may run in: each student
-    gets a sandbox of its own even when the class runs inside one (a test session)."""
+    gets a sandbox of its own even when the class runs inside one (a test session).
+    ``hide``: folders the student's jailed code must not see (the class, the reports and
+    their staging copies of the other students), added to ``REDLAB_JAIL_HIDE``."""
     from redlab import sandbox
     env = dict(os.environ, PYTHONIOENCODING="utf-8:backslashreplace", PYTHONUNBUFFERED="1")
     env.pop(sandbox.ENV, None)
+    hidden = [p for p in env.get("REDLAB_JAIL_HIDE", "").split(":") if p]
+    hidden += [str(Path(p).resolve()) for p in hide]
+    if hidden:
+        env["REDLAB_JAIL_HIDE"] = ":".join(dict.fromkeys(hidden))
     return env
 
 
@@ -675,7 +681,7 @@ def grade_class(lab, class_dir, reports_dir, jobs=None, timeout=None, out=print,
         timeout = float(getattr(lab.module, "GRADE_TIMEOUT", STUDENT_TIMEOUT))
     jobs = jobs or default_jobs(len(students))
     grader = Grader(lab, reports_dir, timeout, grace, log_cap, limits, child_argv,
-                    env if env is not None else child_env()).open()
+                    env if env is not None else child_env(hide=(class_dir, reports_dir))).open()
     show = progress or (RichDisplay() if sys.stdout.isatty() else PlainDisplay(out))
 
     def one(name, folder):

@@ -354,7 +354,8 @@ def test_health_check_values(setting, value, message):
 
 
 @pytest.mark.parametrize("setting, value, message", [
-    ("path", "health", "health_check.path must be a URL path starting with /, got 'health'"),
+    ("path", "health", "health_check.path must be a URL path starting with / without spaces, "
+                       "quotes, braces, '#' or ';', got 'health'"),
     ("status", 99, "health_check.status must be an HTTP status code from 100 to 599, "
                    "got 99"),
     ("body", 42, "health_check.body must be the text the response must contain, got 42"),
@@ -525,3 +526,18 @@ def test_parse_does_not_modify_its_input():
     before = copy.deepcopy(data)
     parse_service(data)
     assert data == before
+
+
+@pytest.mark.parametrize("path", [
+    '/health\n  }\n  MISC_CHECK {\n    misc_path "/bin/touch /root/pwned"\n  }\n  url {\n    path /',
+    "/health }", '/a"b', "/a#b", "/a;b", "/a\\b", "/a b", "/a\tb"])
+def test_a_health_check_path_cannot_add_to_keepalived_s_configuration(path):
+    """The path lands in keepalived's configuration (lab 05's IPVS part): a student's
+    service.yaml must not be able to add a MISC_CHECK that keepalived would run as root."""
+    message = error_of(base(health_check={"type": "http", "path": path}))
+    assert "health_check.path must be a URL path starting with / without spaces" in message
+
+
+def test_an_ordinary_health_check_path_with_a_query_is_accepted():
+    svc = parse_service(base(health_check={"type": "http", "path": "/health?probe=1&x=%20"}))
+    assert svc.health_check.path == "/health?probe=1&x=%20"
