@@ -433,9 +433,8 @@ class Walk:
 
     def _return_nginx(self, m, probe):
         v1, mac1 = ap.vip(1), mac_of(1)
-        self.say("\nRepair: web1's nginx starts again. (The reference's rule: the holder "
-                 "moves first -- web2 releases VIP1 when web1 answers on its own address -- "
-                 "then web1 claims VIP1 once nobody answers ARP for it.)")
+        self.say("\nRepair: web1's nginx starts again; your script's rule decides who "
+                 "moves first.")
         t1 = m["restored_at"] = time.time()        # the repair starts (nginx starting)
         self._fault.undo()
         back = self.wait_holders(v1, {"web1"}, RETURN_WAIT)

@@ -2,6 +2,7 @@
 and nothing in it gives an answer away."""
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -185,3 +186,130 @@ def test_the_vagrant_vm_gets_the_bundle_never_the_repository():
     body = text.split("if IN_BUNDLE\n", 1)[1].split("else", 1)[0]
     assert "config.vm.synced_folder \".\", STAGING" in body
     assert 'IN_BUNDLE = File.exist?(File.join(HERE, "%s"))' % bundle.MARKER in text
+
+
+# -- what the shipped guides and README tell students ---------------------------------
+# A sentence may name an instructor-only path (an answer folder, the tests) when it says so.
+INSTRUCTORS_ONLY = ("instructors' repository only", "講師用リポジトリのみ")
+ANSWER_PATH = re.compile(r"(?<![\w.-])(?:reference|broken)/"
+                         r"|labs/[^\s`'\")]*?/(?:reference|broken)\b")
+# what the reference did is the answer too ("the reference (ttl: 2) measured ...")
+ANSWER_WORDS = re.compile(r"\bthe reference\b|\bmodel answer\b|模範解答|リファレンス", re.I)
+FOLDERS = sorted(set(bundle.STUDENT) | set(bundle.NOT_FOR_STUDENTS))
+# a path inside the project: a top-level folder and what follows (not the tail of a URL or
+# of another path: `http://SERVER/deploy/index.html` is no path of ours)
+PROJECT_PATH = re.compile(r"(?<![\w./~-])(?:%s)/[\w.*/-]*" % "|".join(map(re.escape, FOLDERS)),
+                          re.ASCII)
+LAB_PATH = re.compile(r"(?<![\w./~-])labs/[\w.*/-]*", re.ASCII)
+PLACEHOLDER = re.compile(r"[A-Z]{2,}")            # labs/NN-name/submission/: any lab
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+
+
+def sentences(text):
+    """The text as a reader meets it: each line of a code block or a table is one unit;
+    prose is cut at blank lines, headings and list items, then after . ! ? and 。"""
+    units, prose, fenced = [], [], False
+
+    def flush():
+        units.extend(s for s in SENTENCE_END.split(" ".join(prose)) if s.strip())
+        prose.clear()
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            flush()
+            fenced = not fenced
+        elif fenced or stripped.startswith("|"):
+            flush()
+            units.append(stripped)
+        else:
+            if not stripped or stripped.startswith("#") or \
+                    re.match(r"(?:[-*]|\d+\.)\s", stripped):
+                flush()
+            if stripped:
+                prose.append(stripped)
+    flush()
+    return units
+
+
+def instructors_only(sentence):
+    """Whether the sentence says that what it names is not in the student bundle (line
+    breaks inside the marker, as in wrapped Japanese, do not matter)."""
+    flat = re.sub(r"\s", "", sentence)
+    return any(re.sub(r"\s", "", marker) in flat for marker in INSTRUCTORS_ONLY)
+
+
+def names_a_shipped_file(path, shipped):
+    """Whether ``path`` (a file or a folder; NN or NAME standing for any one name, * as in
+    a shell) is in the bundle."""
+    parts = path.rstrip("./").split("/")
+    pattern = "/".join("[^/]*" if PLACEHOLDER.search(part) else
+                       re.escape(part).replace(r"\*", "[^/]*") for part in parts)
+    return any(re.fullmatch(pattern + "(?:/.*)?", name) for name in shipped)
+
+
+def text_problems(text, shipped, paths=PROJECT_PATH):
+    """The sentences of a shipped text that point a student at an answer folder or at a
+    path the bundle does not have, or tell what the reference solution does, unless they
+    say it is for instructors only."""
+    problems = []
+    for sentence in sentences(text):
+        if instructors_only(sentence):
+            continue
+        problems += ["names an answer folder (%s): %s" % (m.group(), sentence)
+                     for m in ANSWER_PATH.finditer(sentence)]
+        problems += ["speaks of the answer (%s): %s" % (m.group(), sentence)
+                     for m in ANSWER_WORDS.finditer(sentence)]
+        problems += ["names %s, which the bundle does not have: %s" % (path, sentence)
+                     for path in paths.findall(sentence)
+                     if not names_a_shipped_file(path, shipped)]
+    return problems
+
+
+def test_shipped_guides_and_readme_point_only_at_files_students_have(built):
+    """Students read the guides and README.md from the bundle: no sentence may send them
+    to a lab's reference/ or broken/ (the answers), or to any path the bundle lacks, or
+    tell what the reference does, unless it says it is instructors' only.  Guides are
+    held to every project path; README.md, which also describes the repository to its
+    developers, to paths under labs/."""
+    texts = [name for name in built.files if name.endswith(".md")]
+    guides = ["labs/%s/guide.%s.md" % (PurePosixPath(p).parts[1], language)
+              for p in tracked("labs/*/lab.py") for language in ("en", "ja")]
+    assert "README.md" in texts and set(guides) <= set(texts), texts
+    problems = []
+    for name in texts:
+        text = (built.root / name).read_text()
+        paths = PROJECT_PATH if name.startswith("labs/") else LAB_PATH
+        problems += ["%s: %s" % (name, p) for p in text_problems(text, built.files, paths)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_text_rules_catch_answer_folders_and_missing_files():
+    shipped = ["labs/04-x/lab.py", "labs/04-x/submission/takeover.sh", "topologies/t.py"]
+    bad = {"sudo redlab run 04 --submission labs/04-x/reference   # the answer":
+           ["answer folder (labs/04-x/reference)", "names labs/04-x/reference, which"],
+           "See it fail: `…/broken/no-garp` (web2 takes VIP1).": ["answer folder (broken/)"],
+           "A prediction made with the notes' formula (`broken/notes-wlc/` in the lab folder):":
+           ["answer folder (broken/)"],
+           "Measured by `tests/network/test_squid.py`. Then more.":
+           ["names tests/network/test_squid.py, which the bundle"],
+           "Edit `labs/04-x/submission/move.sh`.": ["names labs/04-x/submission/move.sh,"],
+           "The reference (`ttl: 2`) measured 1.6 s.": ["speaks of the answer (The reference)"],
+           "模範解答(`ttl: 2`)では1.6秒です。": ["speaks of the answer (模範解答)"]}
+    for text, expected in bad.items():
+        found = text_problems(text, shipped)
+        assert len(found) == len(expected), (text, found)
+        assert all(e in f for e, f in zip(expected, found)), (text, found)
+    good = ["Edit `labs/04-x/submission/takeover.sh`; the network is `topologies/t.py`.",
+            "Students edit `labs/NN-name/submission/` and `labs/*/submission/`.",
+            "A PUT to `http://SERVER/deploy/index.html`; `cp -r labs/04-x/submission ~/a`.",
+            "Tests run against each `reference/` solution and its `broken/` cases "
+            "(instructors'\nrepository only; not in the student bundle).",
+            "測定は `tests/x.py` です(このファイルは講師用\nリポジトリのみにあります)。",
+            "```sh\nls labs/04-x   # the lab\n```"]
+    for text in good:
+        assert text_problems(text, shipped) == [], text
+    # README.md is held to lab paths only; a marker covers its own sentence, not the next
+    assert text_problems("See `tests/x.py`.", shipped, LAB_PATH) == []
+    assert len(text_problems("Not here (instructors' repository only). Run broken/x.",
+                             shipped)) == 1
