@@ -46,6 +46,18 @@ def _fresh_folder(run, host, name):
     raise ConfigError("%s has 1000 runs of %s already; use a new run folder" % (host, name))
 
 
+SHOWN = 32 * 1024      # characters of a script's output that a lab reports (the file keeps more)
+
+
+def shown(output, limit=SHOWN):
+    """What a lab reports of a script's output: its start, and how much was left out (a
+    script that prints hundreds of MB must not flood the report or the grade)."""
+    if len(output) <= limit:
+        return output
+    return "%s\n[... %d more characters of output not shown]" % (output[:limit],
+                                                                len(output) - limit)
+
+
 class ScriptRun:
     """The student's script, started jailed inside ``host``; the lab may watch meanwhile.
 
@@ -88,7 +100,7 @@ class ScriptRun:
         jail.wait_launcher(self.proc, self.limits.wall + GRACE)
         self.poll()
         self.result = jail.read_result(self.spec)
-        return self.result.status, self.result.output.strip()
+        return self.result.status, shown(self.result.output.strip())
 
 
 class StudentScript(Daemon):

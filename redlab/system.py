@@ -173,6 +173,16 @@ def check_sandbox():
                  "namespaces and that Open vSwitch is installed (" + SETUP_HINT + ")")
 
 
+def check_jail_user():
+    """The user a student's code runs as (redlab.jail)."""
+    from redlab import jail
+    try:
+        uid, _ = jail.student_ids()
+    except jail.JailError as exc:
+        return Check("jail user", False, str(exc).split(";")[0], SETUP_HINT)
+    return Check("jail user", True, "students' code runs as %s (uid %d)" % (jail.USER, uid))
+
+
 def check_python():
     missing = []
     for module in ("mininet.net", "os_ken", "jinja2", "scapy"):
@@ -189,7 +199,7 @@ def check_python():
 
 def checks():
     """Everything ``redlab doctor`` reports, required ones first."""
-    result = [check_root(), check_ovs(), check_python(), check_sandbox()]
+    result = [check_root(), check_ovs(), check_python(), check_sandbox(), check_jail_user()]
     for name, package in BINARIES.items():
         path = find_binary(name)
         result.append(Check("binary " + name, bool(path), path or "not found",
