@@ -240,6 +240,26 @@ def render_templates(folder, template, values, limits=RENDER_LIMITS):
             template, problem or "gave no answer", output.strip()[-300:] or "nothing")) from None
 
 
+def syntax_check(script, shell="bash", wall=5.0):
+    """``(ok, message)`` of ``shell -n script``: the student's script parsed, never run,
+    and parsed jailed like everything else that comes from a submission (as root) or as
+    the calling user.  ``message`` is the shell's complaint, or a limit it hit."""
+    script = Path(script)
+    argv = [shell, "-n", script.name]
+    if os.geteuid() != 0:
+        done = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True,
+                              timeout=wall)
+        return done.returncode == 0, done.stderr.strip()
+    with tempfile.TemporaryDirectory(prefix=".parse-", dir=_scratch_root()) as scratch:
+        scratch = Path(scratch)
+        work = jail.work_folder(scratch / "work", [script])
+        result = jail.run(argv, work, scratch / "parse.json", caps=(),
+                          limits=jail.Limits(wall=wall), hide=[script.parent])
+    if result.reason:
+        return False, result.reason
+    return result.code == 0, result.output.strip().replace(str(work) + "/", "")
+
+
 def _scratch_root():
     """Where a render's scratch folder goes: root's, under redlab's run root (every jail
     hides it), or the system's temporary folder for a user who is not root."""

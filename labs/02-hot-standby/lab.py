@@ -11,7 +11,6 @@ submission (an empty deploy.sh included): they are reported as information.
 """
 
 import re
-import subprocess
 import time
 
 from redlab import addressing as ap
@@ -20,7 +19,7 @@ from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
 from redlab.scenarios.vrrp_failover import arp_entry
-from redlab.student import ScriptRun
+from redlab.student import ScriptRun, syntax_check
 from redlab.wait import WaitTimeout, wait_until
 
 TITLE = "Hot standby web server"
@@ -190,10 +189,9 @@ def check_deploy_script_present(ctx, m):
     script = ctx.submission / "deploy.sh"
     if not script.exists():
         return failed("deploy script present", "there is no deploy.sh in %s" % ctx.submission)
-    result = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
-    if result.returncode != 0:
-        return failed("deploy script present", "deploy.sh has a syntax error: %s"
-                      % result.stderr.strip())
+    ok, complaint = syntax_check(script, shell="sh")
+    if not ok:
+        return failed("deploy script present", "deploy.sh has a syntax error: %s" % complaint)
     return passed("deploy script present", "deploy.sh is there and parses")
 
 

@@ -19,7 +19,6 @@ server (who held which VIP when), ``ip monitor neigh`` and tcpdump in the client
 
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from redlab.labs import failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
 from redlab.recorders import BROADCAST, MAC_RE, AddressMonitor, ArpCapture, NeighbourMonitor
-from redlab.student import StudentScript
+from redlab.student import StudentScript, syntax_check
 from redlab.wait import wait_until
 
 TITLE = "DNS round robin + VIP takeover"
@@ -710,9 +709,9 @@ def check_script_is_valid_bash(ctx, measured):
     if not path.exists():
         return failed(name, "the submission has no %s; copy the lab's submission/%s and edit "
                       "it" % (SCRIPT, SCRIPT))
-    out = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
-    if out.returncode != 0:
-        return failed(name, "bash -n %s says: %s" % (SCRIPT, out.stderr.strip()[-300:]))
+    ok, complaint = syntax_check(path, shell="bash")
+    if not ok:
+        return failed(name, "bash -n %s says: %s" % (SCRIPT, complaint[-300:]))
     return passed(name, "bash -n %s is happy" % SCRIPT)
 
 
