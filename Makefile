@@ -11,7 +11,7 @@ demo: setup
 	$(VENV)/bin/redlab demo
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 4 --dist worksteal
 
 unit: setup
 	$(PY) -m pytest -q -m "not network"
