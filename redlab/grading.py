@@ -24,7 +24,6 @@ A submission is untrusted, and so is everything it makes the grader do.  Three r
 import argparse
 import contextlib
 import csv
-import ctypes
 import errno
 import json
 import os
@@ -42,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from redlab import syscalls
 from redlab.errors import ConfigError, RedlabError
 from redlab.labs import CheckResult, failed, score, write_json, write_junit
 
@@ -471,19 +471,9 @@ def _killpg(pgid):
 
 # -- the supervisor (python -m redlab.grading _supervise) -----------------------------------
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _prctl(option, value):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(%d) failed" % option)
-
-
 def _die_with_parent():
     """In the grader, before exec: die with the supervisor, whatever killed it."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    syscalls.die_with_parent(signal.SIGKILL)
 
 
 def supervise(argv, status_file, grace, parent):
@@ -495,8 +485,8 @@ def supervise(argv, status_file, grace, parent):
     killed here.  SIGTERM (from the class process, or its death) stops the grader:
     SIGTERM to it, SIGKILL to its process group ``grace`` s later.
     """
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    syscalls.die_with_parent(signal.SIGTERM)
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     stop = []

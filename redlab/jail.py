@@ -41,7 +41,6 @@ The launcher half of this file imports only modules that a bare ``python -I -S``
 quickly (no ``site``, no dataclasses, logging or subprocess): it starts in about 20 ms.
 """
 
-import ctypes
 import json
 import os
 import pwd
@@ -582,29 +581,10 @@ def cgroups_of(spec_file):
 
 # -- the launcher's system calls ------------------------------------------------------------------
 
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG = 1
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-
-
-def _call(result, what):
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, "%s: %s" % (what, os.strerror(err)))
-
-
-def _mount(source, target, fstype=None, flags=0, data=None):
-    def b(value):
-        return value.encode() if isinstance(value, str) else value
-    _call(_libc.mount(b(source), b(target), b(fstype), flags, b(data)),
-          "mount %s on %s" % (fstype or source, target))
+from redlab.syscalls import (CLONE_NEWIPC, CLONE_NEWNS, CLONE_NEWPID, MS_BIND,  # noqa: E402
+                             MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC,
+                             MS_REMOUNT, die_with_parent, unshare)
+from redlab.syscalls import mount as _mount  # noqa: E402
 
 
 def _tmpfs(target, mode="0755", size="1m"):
@@ -707,11 +687,11 @@ def _init(spec, cgroup, output_fd, status_w, alive_r):
     """PID 1 of the jail: mounts, starts the student's command, reaps, reports its status.
 
     When it exits, the kernel kills everything left in its namespace."""
-    _call(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+    die_with_parent(signal.SIGKILL)
     if select.select([alive_r], [], [], 0)[0]:      # the launcher died before prctl
         os._exit(EXIT_ERROR)
     try:
-        _call(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
+        unshare(CLONE_NEWNS | CLONE_NEWIPC)
         _build_mounts(spec)
     except OSError as exc:
         os.write(status_w, ("error %s\n" % exc).encode(errors="replace"))
@@ -779,7 +759,7 @@ def launch(spec):
         output_fd = _open_output(spec["output"]) if spec["output"] else None
         status_r, status_w = os.pipe()
         alive_r, alive_w = os.pipe()
-        _call(_libc.unshare(CLONE_NEWPID), "unshare")
+        unshare(CLONE_NEWPID)
         init = os.fork()
         if init == 0:
             os.close(status_r)

@@ -30,7 +30,6 @@ is still the recorded process *and* still the init of the recorded PID namespace
 """
 
 import argparse
-import ctypes
 import json
 import os
 import secrets
@@ -41,6 +40,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from redlab.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, mount
 
 ENV = "REDLAB_SANDBOX"
 OVS_RUN = "/run/openvswitch"
@@ -205,17 +206,6 @@ def clean_stale(include_live=False):
 
 # -- the init, inside the new namespaces ------------------------------------------------
 
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
-
-
-def _mount(source, target, fstype, flags=0, data=None):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(source.encode(), target.encode(), fstype.encode(), flags,
-                  data.encode() if data else None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, "mount %s on %s: %s" % (fstype, target, os.strerror(err)))
-
-
 def start_ovs():
     """The sandbox's private ovsdb-server (a fresh database) and ovs-vswitchd, detached.
 
@@ -251,13 +241,13 @@ def _init(args):
     info = {"id": args.id, "init": _proc(outer_pid),
             "netns": os.readlink("/proc/self/ns/net"), "command": args.argv,
             "started": time.time()}
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     tmp = folder / "sandbox.json.tmp"
     tmp.write_text(json.dumps(info, indent=1))
     os.replace(tmp, folder / "sandbox.json")
     for target in PRIVATE_TMPFS:
         os.makedirs(target, exist_ok=True)
-        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+        mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     socket.sethostname(args.id)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     start_ovs()

@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 
-import pytest
-
 from redlab import sandbox
 from redlab.net import ovs_bridges
 from redlab.wait import wait_until
