@@ -58,7 +58,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import mininet.net" 2
     /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
 stamp="$VENV/.redlab-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$VENV/bin/python" -c "import os_ken, scapy, jinja2, pytest, yaml, redlab" 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$VENV/bin/python" -c "import os_ken, scapy, jinja2, pytest, xdist, yaml, rich, jsonschema, scipy, matplotlib, redlab" 2>/dev/null; then
     say "installing redlab and its Python dependencies into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
     touch "$stamp"
