@@ -558,6 +558,38 @@ def clean_stale_cgroups(parents=None):
     return removed
 
 
+def end_jail(spec_file, timeout=5.0):
+    """After a jail's launcher was killed (its host crashed, its daemon was stopped): kill
+    what is still in the jail's cgroups, wait until they are empty and remove them.
+
+    The launcher's death ends the jail's PID namespace, but the kernel does that a moment
+    later; a cgroup is removable only once its last task has exited (seen: a parallel
+    suite run found the cgroup still there right after the crash).  Returns the removed
+    paths."""
+    removed = []
+    deadline = time.monotonic() + timeout
+    for d in cgroups_of(spec_file):
+        procs = os.path.join(d, "cgroup.procs")
+        while True:
+            pids = [int(p) for p in _read(procs, "").split()]
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)          # the kernel is tearing the tasks down
+        try:
+            os.rmdir(d)
+            removed.append(d)
+        except OSError:
+            pass
+    return removed
+
+
 def leftover_cgroups():
     """Every ``redlab-jail-*`` cgroup on the machine (for leak checks: walks each hierarchy)."""
     found = []

@@ -162,7 +162,7 @@ class StudentScript(Daemon):
     def stop(self, timeout=5.0):
         super().stop(timeout)
         # a launcher killed with its host (host_crash) could not remove its cgroup
-        jail.clean_stale_cgroups()
+        jail.end_jail(self.path("jail.json"))
 
     def lines(self, since_offset=None):
         """What the script logged since its last start (or since ``since_offset``)."""
