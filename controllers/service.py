@@ -59,16 +59,20 @@ A real server without ``port`` gets the service port (as ``ipvsadm -a`` does whe
 ``-r`` has no port).  Weights go from 0 to 65535 (the ipvsadm range); weight 0 means
 quiesced.  Every mistake raises :class:`ServiceConfigError` with one sentence naming
 the setting, e.g. ``real_servers[1].weight must be an integer >= 0, got -1``.
+
+Types, ranges, allowed values and required settings are the JSON schema
+:data:`SERVICE_SCHEMA`, checked by ``jsonschema`` through :mod:`controllers.validation`
+(which also words the sentences); addresses, aliases, duplicates and the DR port rule
+are checked in Python after it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
-import re
 from dataclasses import dataclass, field
 
 from controllers.schedulers import ALGORITHMS
+from controllers.validation import ValidationError, check, load_yaml
 
 __all__ = [
     "ServiceConfigError",
@@ -77,6 +81,7 @@ __all__ = [
     "VirtualService",
     "CHECK_TYPES",
     "LB_KINDS",
+    "SERVICE_SCHEMA",
     "derive_vmac",
     "parse_service",
     "load_service",
@@ -87,23 +92,11 @@ CHECK_TYPES = ("icmp", "tcp", "http")
 LB_KINDS = ("NAT", "DR")
 MAX_WEIGHT = 65535  # ipvsadm: "The valid values of weight are 0 through to 65535"
 
-_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 # printable ASCII without space, quotes, braces, '#', ';' or backslash
-URL_PATH = re.compile(r"/[!$-:<-\[\]-z|~]*")
-
-_SERVICE_KEYS = ("name", "vip", "port", "protocol", "lb_algo", "lb_kind",
-                 "persistence_timeout", "inhibit_on_failure", "sh_fallback", "sh_port",
-                 "vmac", "health_check", "real_servers")
-_SERVER_KEYS = ("name", "ip", "port", "weight")
-_CHECK_KEYS = ("type", "interval", "delay_loop", "timeout", "connect_timeout", "rise",
-               "fall", "retry", "port", "path", "status", "body")
-# keepalived spellings that belong in health_check, for a friendlier unknown-key error
-_CHECK_ONLY = ("delay_loop", "connect_timeout", "retry", "interval", "timeout", "rise",
-               "fall")
+URL_PATH = r"/[!$-:<-\[\]-z|~]*"
 
 
-class ServiceConfigError(ValueError):
+class ServiceConfigError(ValidationError):
     """A virtual service configuration mistake; the message names the setting."""
 
 
@@ -220,62 +213,148 @@ class VirtualService:
 
 
 # ---------------------------------------------------------------------------------------
-# checking values
+# the schema: every setting's type, range and allowed values (JSON Schema 2020-12, read by
+# controllers.validation); what a schema cannot say is checked in parse_service below
+# ---------------------------------------------------------------------------------------
+
+
+def _any_case(*words):
+    """A pattern for one of ``words`` in any case, blanks around allowed (``WRR``, ``nat``)."""
+    return r"(?i)^\s*(" + "|".join(words) + r")\s*\Z"
+
+
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_SECONDS = {"type": "number", "exclusiveMinimum": 0, "x-unit": "seconds"}
+_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\Z",
+         "errorMessage": "{where} must be a non-empty name of letters, digits, _ and -, "
+                         "got {value!r}"}
+# unicast or not: parse_service
+_IPV4 = {"type": "string", "format": "ipv4",
+         "errorMessage": "{where} {value!r} is not an IPv4 address"}
+_AT_LEAST_0 = "{where} must be an integer >= 0, got {value!r}"
+_UNKNOWN = "unknown setting {key!r} in {where}; known: {known}{hint}"
+
+_HEALTH_CHECK = {
+    "type": ["object", "null"],
+    "errorMessage": {"type": "{where} must be a mapping of settings, got {type}",
+                     "additionalProperties": _UNKNOWN},
+    "properties": {
+        "type": {"type": "string", "pattern": _any_case(*CHECK_TYPES),
+                 "errorMessage": "{where} must be icmp, tcp or http, not {value!r}"},
+        "interval": _SECONDS, "delay_loop": _SECONDS,
+        "timeout": _SECONDS, "connect_timeout": _SECONDS,
+        "rise": {"type": "integer", "minimum": 1},
+        "fall": {"type": "integer", "minimum": 1},
+        "retry": {"type": "integer", "minimum": 0},
+        # port, path, status and body are only read by the check types that use them
+        "port": True, "path": True, "status": True, "body": True,
+    },
+    "additionalProperties": False,
+    "allOf": [
+        {"if": {"properties": {"type": {"pattern": _any_case("tcp", "http")}}},
+         "then": {"properties": {"port": dict(_PORT, type=["integer", "null"])}}},
+        {"if": {"properties": {"type": {"pattern": _any_case("http")}},
+                "required": ["type"]},
+         "then": {"properties": {
+             # it lands in keepalived's configuration (lab 05's IPVS part): whitespace,
+             # quotes, braces or a comment sign could add a block of the student's own,
+             # such as a MISC_CHECK running a command as root
+             "path": {"type": "string", "pattern": "^" + URL_PATH + r"\Z",
+                      "errorMessage": "{where} must be a URL path starting with / without "
+                                      "spaces, quotes, braces, '#' or ';', got {value!r}"},
+             "status": {"type": "integer", "minimum": 100, "maximum": 599,
+                        "errorMessage": "{where} must be an HTTP status code from 100 to "
+                                        "599, got {value!r}"},
+             "body": {"type": ["string", "null"],
+                      "errorMessage": "{where} must be the text the response must "
+                                      "contain, got {value!r}"},
+         }}},
+    ],
+}
+
+_REAL_SERVER = {
+    "type": "object",
+    "errorMessage": {"type": "{where} must be a mapping with {known}, got {value!r}",
+                     "additionalProperties": _UNKNOWN},
+    "properties": {
+        "name": _NAME,
+        "ip": _IPV4,
+        "port": dict(_PORT, type=["integer", "null"]),   # null: the service port
+        "weight": {"type": "integer", "minimum": 0, "maximum": MAX_WEIGHT,
+                   "errorMessage": {"type": _AT_LEAST_0, "minimum": _AT_LEAST_0,
+                                    "maximum": "{where} must be at most 65535 (the "
+                                               "ipvsadm limit), got {value!r}"}},
+    },
+    "required": ["name", "ip"],
+    "additionalProperties": False,
+}
+
+SERVICE_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "a virtual service (keepalived virtual_server)",
+    "type": "object",
+    "errorMessage": {"type": "a virtual service must be a mapping of settings, got {type}",
+                     "additionalProperties": _UNKNOWN},
+    # keepalived spellings that belong in health_check
+    "x-hints": {key: f"{key} belongs in health_check" for key in (
+        "delay_loop", "connect_timeout", "retry", "interval", "timeout", "rise", "fall")},
+    "properties": {
+        "name": _NAME,
+        "vip": _IPV4,
+        "port": _PORT,
+        "protocol": {"type": "string", "pattern": _any_case("tcp"),
+                     "errorMessage": "{where} {value!r} is not supported; only tcp is{hint}",
+                     "x-hints": {"udp": "the connection table and health checks follow "
+                                        "TCP states"}},
+        "lb_algo": {"type": "string", "pattern": _any_case(*ALGORITHMS),
+                    "errorMessage": "{where} {value!r} is unknown; choose one of "
+                                    + ", ".join(ALGORITHMS)},
+        "lb_kind": {"type": "string", "pattern": _any_case(*LB_KINDS),
+                    "errorMessage": "{where} must be NAT or DR, not {value!r}"},
+        "persistence_timeout": {"type": "integer", "minimum": 0},
+        "inhibit_on_failure": {"type": "boolean"},
+        "sh_fallback": {"type": "boolean"},
+        "sh_port": {"type": "boolean"},
+        "vmac": {"type": ["string", "null"],
+                 "pattern": r"^\s*[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}\s*\Z",
+                 "errorMessage": {
+                     "type": "{where} must be a MAC address string; quote it in YAML (an "
+                             "unquoted MAC such as 52:54:00:12:34:56 is read as a number), "
+                             "got {value!r}",
+                     "pattern": "{where} {value!r} is not a MAC address like "
+                                "02:fe:0a:00:00:64"}},
+        "health_check": _HEALTH_CHECK,
+        "real_servers": {"type": "array", "items": _REAL_SERVER, "minItems": 1,
+                         "errorMessage": {
+                             "type": "{where} must be a list of real servers, got {type}",
+                             "minItems": "{where} must list at least one real server",
+                             "required": "{where} is missing; list at least one real "
+                                         "server"}},
+    },
+    "required": ["name", "vip", "real_servers"],
+    "additionalProperties": False,
+}
+
+# the settings may also sit under one `virtual_server:` key
+_WRAPPED = {
+    "type": "object",
+    "properties": {"virtual_server": {
+        "type": "object",
+        "errorMessage": "{where} must be a mapping of settings, got {type}"}},
+    "additionalProperties": False,
+    "errorMessage": {"additionalProperties": "unknown setting {key!r} next to "
+                                             "virtual_server; put every setting inside "
+                                             "virtual_server"},
+}
+
+
+# ---------------------------------------------------------------------------------------
+# what the schema cannot say: addresses, aliases, duplicates, DR's port
 # ---------------------------------------------------------------------------------------
 
 
 def _fail(message):
     raise ServiceConfigError(message)
-
-
-def _type_name(value):
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value),
-                                                                   repr(value))
-
-
-def _check_keys(data, known, where):
-    for key in data:
-        if key not in known:
-            hint = ""
-            if where == "virtual_server" and key in _CHECK_ONLY:
-                hint = f" ({key} belongs in health_check)"
-            _fail(f"unknown setting {key!r} in {where}; known: {', '.join(known)}{hint}")
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _port(value, where):
-    if not _is_int(value) or not 1 <= value <= 65535:
-        _fail(f"{where} must be an integer from 1 to 65535, got {value!r}")
-    return value
-
-
-def _int_at_least(value, where, low):
-    if not _is_int(value) or value < low:
-        _fail(f"{where} must be an integer >= {low}, got {value!r}")
-    return value
-
-
-def _seconds(value, where):
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or value <= 0):
-        _fail(f"{where} must be a number of seconds > 0, got {value!r}")
-    return float(value)
-
-
-def _bool(value, where):
-    if not isinstance(value, bool):
-        _fail(f"{where} must be true or false, got {value!r}")
-    return value
-
-
-def _name(value, where):
-    if not isinstance(value, str) or not _NAME.match(value):
-        _fail(f"{where} must be a non-empty name of letters, digits, _ and -, "
-              f"got {value!r}")
-    return value
 
 
 def _ipv4(value, where):
@@ -291,19 +370,8 @@ def _ipv4(value, where):
     return str(addr)
 
 
-def _required(data, key, where):
-    if key not in data or data[key] is None:
-        _fail(f"{where} is missing")
-    return data[key]
-
-
 def _vmac(value):
-    if _is_int(value) or isinstance(value, float):
-        _fail("vmac must be a MAC address string; quote it in YAML (an unquoted MAC "
-              f"such as 52:54:00:12:34:56 is read as a number), got {value!r}")
-    mac = value.strip().lower() if isinstance(value, str) else None
-    if mac is None or not _MAC.match(mac):
-        _fail(f"vmac {value!r} is not a MAC address like 02:fe:0a:00:00:64")
+    mac = value.strip().lower()
     if int(mac[:2], 16) & 1:
         _fail(f"vmac {mac} is a multicast MAC address; the VIP needs a unicast one")
     return mac
@@ -318,126 +386,54 @@ def _alias(data, canonical, alias):
 
 
 def _parse_health_check(data):
-    if data is None:
-        return HealthCheck()
-    if not isinstance(data, dict):
-        _fail(f"health_check must be a mapping of settings, got {_type_name(data)}")
-    _check_keys(data, _CHECK_KEYS, "health_check")
+    """The :class:`HealthCheck` of valid settings; only the type's own settings are read."""
     check = HealthCheck()
-    kind = data.get("type", check.type)
-    kind = kind.strip().lower() if isinstance(kind, str) else kind
-    if kind not in CHECK_TYPES:
-        _fail(f"health_check.type must be icmp, tcp or http, not {data.get('type')!r}")
-    check.type = kind
+    if data is None:
+        return check
+    check.type = data.get("type", check.type).strip().lower()
     for canonical, alias in (("interval", "delay_loop"), ("timeout", "connect_timeout")):
         key = _alias(data, canonical, alias)
         if key in data:
-            setattr(check, canonical, _seconds(data[key], f"health_check.{key}"))
-    if "rise" in data:
-        check.rise = _int_at_least(data["rise"], "health_check.rise", 1)
-    key = _alias(data, "fall", "retry")
-    if key == "retry":
-        check.fall = _int_at_least(data["retry"], "health_check.retry", 0) + 1
-    elif "fall" in data:
-        check.fall = _int_at_least(data["fall"], "health_check.fall", 1)
-    if kind in ("tcp", "http") and data.get("port") is not None:
-        check.port = _port(data["port"], "health_check.port")
-    if kind == "http":
-        if "path" in data:
-            path = data["path"]
-            # it lands in keepalived's configuration (lab 05's IPVS part): whitespace,
-            # quotes, braces or a comment sign could add a block of the student's own,
-            # such as a MISC_CHECK running a command as root
-            if not isinstance(path, str) or not URL_PATH.fullmatch(path):
-                _fail(f"health_check.path must be a URL path starting with / without spaces, "
-                      f"quotes, braces, '#' or ';', got {path!r}")
-            check.path = path
-        if "status" in data:
-            status = data["status"]
-            if not _is_int(status) or not 100 <= status <= 599:
-                _fail("health_check.status must be an HTTP status code from 100 to 599, "
-                      f"got {status!r}")
-            check.status = status
-        body = data.get("body")
-        if body is not None and not isinstance(body, str):
-            _fail("health_check.body must be the text the response must contain, "
-                  f"got {body!r}")
-        check.body = body
+            setattr(check, canonical, float(data[key]))
+    check.rise = data.get("rise", check.rise)
+    if _alias(data, "fall", "retry") == "retry":
+        check.fall = data["retry"] + 1
+    else:
+        check.fall = data.get("fall", check.fall)
+    if check.type in ("tcp", "http"):
+        check.port = data.get("port")
+    if check.type == "http":
+        check.path = data.get("path", check.path)
+        check.status = data.get("status", check.status)
+        check.body = data.get("body")
     return check
 
 
 def _parse_real_server(data, index, default_port):
     where = f"real_servers[{index}]"
-    if not isinstance(data, dict):
-        _fail(f"{where} must be a mapping with {', '.join(_SERVER_KEYS)}, "
-              f"got {data!r}")
-    _check_keys(data, _SERVER_KEYS, where)
-    name = _name(_required(data, "name", f"{where}.name"), f"{where}.name")
-    ip = _ipv4(_required(data, "ip", f"{where}.ip"), f"{where}.ip")
-    port = default_port if data.get("port") is None else _port(data["port"],
-                                                                  f"{where}.port")
-    weight = data.get("weight", 1)
-    weight = _int_at_least(weight, f"{where}.weight", 0)
-    if weight > MAX_WEIGHT:
-        _fail(f"{where}.weight must be at most {MAX_WEIGHT} (the ipvsadm limit), "
-              f"got {weight}")
-    return RealServerSpec(name=name, ip=ip, port=port, weight=weight)
+    port = default_port if data.get("port") is None else data["port"]
+    return RealServerSpec(name=data["name"], ip=_ipv4(data["ip"], f"{where}.ip"),
+                          port=port, weight=data.get("weight", 1))
 
 
 def parse_service(data):
     """Check a virtual service given as a mapping and build the :class:`VirtualService`.
 
     ``data`` is either ``{"virtual_server": {...}}`` or the settings themselves.
-    Raises :class:`ServiceConfigError` at the first mistake.
+    Raises :class:`ServiceConfigError` for the most relevant mistake: first the schema
+    (:data:`SERVICE_SCHEMA`), then addresses, aliases and duplicates.
     """
     if isinstance(data, dict) and "virtual_server" in data:
-        for key in data:
-            if key != "virtual_server":
-                _fail(f"unknown setting {key!r} next to virtual_server; put every "
-                      "setting inside virtual_server")
+        check(data, _WRAPPED, root="the file", error=ServiceConfigError)
         data = data["virtual_server"]
-        if not isinstance(data, dict):
-            _fail(f"virtual_server must be a mapping of settings, got {_type_name(data)}")
-    if not isinstance(data, dict):
-        _fail(f"a virtual service must be a mapping of settings, got {_type_name(data)}")
-    _check_keys(data, _SERVICE_KEYS, "virtual_server")
+    check(data, SERVICE_SCHEMA, root="virtual_server", error=ServiceConfigError)
 
-    name = _name(_required(data, "name", "name"), "name")
-    vip = _ipv4(_required(data, "vip", "vip"), "vip")
-    port = _port(data.get("port", 80), "port")
-
-    protocol = data.get("protocol", "tcp")
-    if not isinstance(protocol, str) or protocol.strip().lower() != "tcp":
-        why = ""
-        if isinstance(protocol, str) and protocol.strip().lower() == "udp":
-            why = " (the connection table and health checks follow TCP states)"
-        _fail(f"protocol {protocol!r} is not supported; only tcp is{why}")
-
-    lb_algo = data.get("lb_algo", "wlc")
-    algo = lb_algo.strip().lower() if isinstance(lb_algo, str) else lb_algo
-    if algo not in ALGORITHMS:
-        _fail(f"lb_algo {lb_algo!r} is unknown; choose one of {', '.join(ALGORITHMS)}")
-
-    lb_kind = data.get("lb_kind", "NAT")
-    kind = lb_kind.strip().upper() if isinstance(lb_kind, str) else lb_kind
-    if kind not in LB_KINDS:
-        _fail(f"lb_kind must be NAT or DR, not {lb_kind!r}")
-
-    persistence = _int_at_least(data.get("persistence_timeout", 0),
-                                "persistence_timeout", 0)
-    flags = {key: _bool(data.get(key, False), key)
-             for key in ("inhibit_on_failure", "sh_fallback", "sh_port")}
+    vip = _ipv4(data["vip"], "vip")
+    port = data.get("port", 80)
+    kind = data.get("lb_kind", "NAT").strip().upper()
     vmac = _vmac(data["vmac"]) if data.get("vmac") is not None else derive_vmac(vip)
-    check = _parse_health_check(data.get("health_check"))
-
-    servers = data.get("real_servers")
-    if servers is None:
-        _fail("real_servers is missing; list at least one real server")
-    if not isinstance(servers, list):
-        _fail(f"real_servers must be a list of real servers, got {_type_name(servers)}")
-    if not servers:
-        _fail("real_servers must list at least one real server")
-    specs = [_parse_real_server(item, i, port) for i, item in enumerate(servers)]
+    check_ = _parse_health_check(data.get("health_check"))
+    specs = [_parse_real_server(item, i, port) for i, item in enumerate(data["real_servers"])]
 
     by_name, by_address = {}, {}
     for i, spec in enumerate(specs):
@@ -457,9 +453,12 @@ def parse_service(data):
                   f"the port: it must be the service port {port}")
 
     return VirtualService(
-        name=name, vip=vip, port=port, protocol="tcp", lb_algo=algo, lb_kind=kind,
-        persistence_timeout=persistence, health_check=check, real_servers=specs,
-        vmac=vmac, **flags)
+        name=data["name"], vip=vip, port=port, protocol="tcp",
+        lb_algo=data.get("lb_algo", "wlc").strip().lower(), lb_kind=kind,
+        persistence_timeout=data.get("persistence_timeout", 0), health_check=check_,
+        real_servers=specs, vmac=vmac,
+        **{key: data.get(key, False) for key in ("inhibit_on_failure", "sh_fallback",
+                                                  "sh_port")})
 
 
 # ---------------------------------------------------------------------------------------
@@ -467,64 +466,13 @@ def parse_service(data):
 # ---------------------------------------------------------------------------------------
 
 
-def _strict_loader():
-    """A PyYAML SafeLoader that refuses a key written twice in one mapping.
-
-    Plain PyYAML keeps the last value silently, so a second ``weight:`` or a second
-    ``real_servers:`` block would quietly replace the first.
-    """
-    import yaml
-
-    class StrictLoader(yaml.SafeLoader):
-        pass
-
-    def construct_mapping(loader, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = loader.construct_object(key_node, deep=deep)
-            try:
-                first = seen.get(key)
-            except TypeError:
-                continue  # unhashable key: SafeLoader reports it
-            if first is not None:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice (first on line {first + 1})",
-                    key_node.start_mark)
-            seen[key] = key_node.start_mark.line
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                                 construct_mapping)
-    return yaml, StrictLoader
-
-
 def load_service(path):
     """Read a virtual service from a YAML file; every error names the file."""
-    yaml, loader = _strict_loader()
+    document = load_yaml(path, "service file", error=ServiceConfigError)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise ServiceConfigError(f"service file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ServiceConfigError(f"cannot read service file {path}: {reason}") from None
-    try:
-        data = yaml.load(text, Loader=loader)  # noqa: S506 -- a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ServiceConfigError(
-            f"service file {path} is not valid YAML: {problem}{where}") from None
-    if data is None:
-        raise ServiceConfigError(f"service file {path} is empty")
-    try:
-        return parse_service(data)
+        return parse_service(document.data)
     except ServiceConfigError as exc:
-        raise ServiceConfigError(f"service file {path}: {exc}") from None
+        raise ServiceConfigError(f"service file {path}: {exc}", exc.path) from None
 
 
 def service_to_dict(svc):
