@@ -191,6 +191,10 @@ def clean_stale(include_live=False):
         if _alive(owner) and not include_live:
             report.append("sandbox %s is running (pid %s): left alone" % (box.name, owner["pid"]))
             continue
+        if owner is None and time.time() - box.stat().st_mtime < 30 and not include_live:
+            # made a moment ago: its owner writes owner.json right after the folder
+            report.append("sandbox %s is being created: left alone" % box.name)
+            continue
         what = "its namespaces were already gone"
         if _alive(init) and (_proc(init["pid"]) or {}).get("pidns") == init.get("pidns"):
             os.kill(init["pid"], signal.SIGKILL)
