@@ -256,6 +256,61 @@ def cmd_bundle(args):
     return 0
 
 
+
+def cmd_drill(args):
+    """Run a drill file (redlab/drill/engine.py), repeated or compared, and report it."""
+    from pathlib import Path
+    from redlab.drill import engine, stats
+    from redlab.drill.report import write_report
+    from redlab.drill.schema import load_drill
+    from redlab.runs import run_root
+    drill = load_drill(args.file)
+    folder = Path(args.report) if args.report else run_root() / (
+        "drill-%s-%s" % (drill["drill"], time.strftime("%Y%m%d-%H%M%S")))
+    runs = engine.run_series(drill, repeat=args.repeat, compare=args.compare, folder=folder,
+                             progress=lambda line: print(line, flush=True))
+    labels = list(runs)
+    comparison = stats.compare(runs[labels[0]], runs[labels[1]]) if args.compare else None
+    report = write_report(folder, runs, comparison)
+    _print_drill_table(runs, comparison)
+    print("report: %s" % report.html)
+    return 0 if engine.all_met(runs) else 1
+
+
+def _print_drill_table(runs, comparison):
+    from rich.console import Console
+    from rich.table import Table
+    from redlab.drill import stats
+    console = Console(highlight=False)
+    table = Table(title="measures (median / p95 over the runs that reached them)")
+    table.add_column("variant")
+    for measure in ("time_to_detect", "time_to_recover", "requests_lost"):
+        table.add_column(stats.wording(measure).label, justify="right")
+    summaries = {label: stats.summarize(records) for label, records in runs.items()}
+    for label, summary in summaries.items():
+        cells = []
+        for measure in ("time_to_detect", "time_to_recover", "requests_lost"):
+            m = summary.measure(measure)
+            cells.append("never" if m.median is None else "%s / %s%s" % (
+                _drill_value(measure, m.median), _drill_value(measure, m.p95),
+                " (%d never)" % m.not_reached if m.not_reached else ""))
+        table.add_row("%s (%d runs)" % (label, summary.runs), *cells)
+    console.print(table)
+    for label, summary in summaries.items():
+        for e in summary.expectations:
+            print("%-6s %s: %s, met in %d of %d runs%s" % (
+                e.status, label, e.name, e.passed, e.runs,
+                "" if not e.failures else " -- " + e.failures[0]["reason"]))
+    if comparison is not None:
+        for m in comparison.measures:
+            print("compare: " + m.sentence)
+
+
+def _drill_value(measure, value):
+    from redlab.drill import stats
+    return "%g" % value if measure == "requests_lost" else stats.format_value(measure, value)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="redlab", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -336,6 +391,18 @@ def build_parser():
                    help="the tarball to write (default dist/redlab-student.tar.gz)")
     p.set_defaults(func=cmd_bundle)
 
+    p = sub.add_parser("drill", help="run a drill file: faults, probes and expectations on a "
+                                     "real network, repeated, compared and reported")
+    p.add_argument("file", help="the drill file (YAML), e.g. drills/vrrp-crash.yaml")
+    p.add_argument("--repeat", type=_positive(int), default=1, metavar="N",
+                   help="run it N times, each on a fresh network (default 1)")
+    p.add_argument("--compare", metavar="VARIANT",
+                   help="also run this variant of the file, interleaved, and say whether "
+                        "they differ")
+    p.add_argument("--report", metavar="DIR",
+                   help="the report folder (default: a new folder in the run root)")
+    p.set_defaults(func=cmd_drill)
+
     p = sub.add_parser("lb", help="operate the running load balancer (like ipvsadm)")
     lb = p.add_subparsers(dest="action", required=True)
     lb.add_parser("status", help="ipvsadm -Ln, plus health")
@@ -361,7 +428,7 @@ def needs_sandbox(args):
         return bool(args.name) and not args.list
     if args.func is cmd_grade:      # a class: each student is graded in a sandbox of its own
         return not getattr(args, "class_dir", None)
-    return args.func in (cmd_demo, cmd_up)
+    return args.func in (cmd_demo, cmd_up, cmd_drill)
 
 
 def main(argv=None):

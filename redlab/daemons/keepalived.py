@@ -71,7 +71,13 @@ class Keepalived(Daemon):
                     use_vmac=self.use_vmac, nopreempt=self.nopreempt,
                     vips=self.vips, notify_script=str(self.path("notify.sh")),
                     vrrp_garp_master_delay=self.garp_master_delay,
-                    check=self.http_check_values())
+                    check=self.http_check_values(), version=self.vrrp_version)
+
+    @property
+    def vrrp_version(self):
+        """VRRPv2 counts ``advert_int`` in whole seconds (keepalived rounds 0.1 to an
+        integer); a fraction of a second needs VRRPv3 (RFC 5798, centiseconds)."""
+        return 3 if self.advert_int != int(self.advert_int) else None
 
     def http_check_values(self):
         """``check_http=dict(port=80, path="/", interval=1, fall=2, rise=2, timeout=1)``:

@@ -138,6 +138,13 @@ def test_keepalived_use_vmac_only_when_asked(node):
     assert keepalived.vmac == "00:00:5e:00:01:07"
 
 
+def test_keepalived_fractional_advert_int_uses_vrrp_version_3(node):
+    """VRRPv2 rounds advert_int 0.1 to whole seconds; VRRPv3 counts centiseconds."""
+    assert "version" not in rendered(Keepalived(node, vip="10.0.0.100", advert_int=1))
+    config = rendered(Keepalived(node, vip="10.0.0.100", advert_int=0.1))
+    assert "    advert_int 0.1\n    version 3\n" in config
+
+
 def test_keepalived_use_vmac_makes_the_base_interface_ignore_arp(node):
     Keepalived(node, vip="10.0.0.100", use_vmac=True).prepare()
     assert len(node.commands) == 1
