@@ -97,6 +97,11 @@ def test_evidence_is_kept_when_the_body_raises(run_folder):
     with pytest.raises(RuntimeError, match="boom"):
         with Network(VRRPPairTopo(), run_folder=run_folder / "net", services=False) as net:
             net["client1"].cmd("ping -c1 -W1 %s" % ap.web(1))
+            # the controller installs the learned flow a moment after the ping's answer
+            # (seen missing once in a parallel suite run): the evidence must hold it
+            flow = "dl_dst=%s" % ap.mac_for(ap.web(1))
+            wait_until(lambda: (flow in net.dump_flows("s1"), net.dump_flows("s1")), 5,
+                       "the controller to install the flow to web1")
             raise RuntimeError("boom")
     evidence = run_folder / "net" / "evidence"
     assert "RuntimeError: boom" in (evidence / "reason.txt").read_text()
