@@ -547,15 +547,17 @@ def clean_stale_cgroups(parents=None):
                                if n.startswith(PREFIX)]
             except OSError:
                 continue
-    removed = []
-    for d in candidates:
-        if not _read(os.path.join(d, "cgroup.procs"), "?").strip():
-            try:
-                os.rmdir(d)
-                removed.append(d)
-            except OSError:
-                pass
-    return removed
+    return [d for d in candidates
+            if not _read(os.path.join(d, "cgroup.procs"), "?").strip() and _rmdir(d)]
+
+
+def _rmdir(cgroup):
+    """Remove an empty cgroup; False if it is not empty (or already gone)."""
+    try:
+        os.rmdir(cgroup)
+        return True
+    except OSError:
+        return False
 
 
 def end_jail(spec_file, timeout=5.0):
@@ -582,11 +584,8 @@ def end_jail(spec_file, timeout=5.0):
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.01)          # the kernel is tearing the tasks down
-        try:
-            os.rmdir(d)
+        if _rmdir(d):
             removed.append(d)
-        except OSError:
-            pass
     return removed
 
 
