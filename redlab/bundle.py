@@ -38,7 +38,8 @@ MARKER = ".redlab-bundle"           # in the bundle's top folder: what it is, fr
 
 # top-level entries students get (with labs/*/reference and broken/ left out)
 STUDENT = ("README.md", "Makefile", "Vagrantfile", "pyproject.toml", "setup.py", ".gitignore",
-           "scripts", "redlab", "controllers", "topologies", "labs")
+           "scripts", "redlab", "controllers", "topologies", "labs",
+           "drills")            # failover drills: no lab's answer, a student may rehearse them
 # top-level entries students do not get, and why
 NOT_FOR_STUDENTS = {
     "tests": "the test suite (its expectations are the answers)",
