@@ -570,6 +570,9 @@ class _Runner:
                 self._entry(of)))
             return fault.undone_at
         kind = entry["fault"]
+        # the fault's mark is when it began: a probe request can fail while the fault is
+        # still being done (seen: a request at +4 ms failed before host_crash returned)
+        began = time.time()
         if kind == "host_crash":
             fault = faults.host_crash(self.net, entry["host"])
             self.crashed.append((entry["host"], fault))
@@ -578,11 +581,11 @@ class _Runner:
         else:
             fault = faults.link_down(self.net, *entry["link"])
         self.faults[key] = fault
-        self.marks[key] = fault.at
-        self._event(fault.at, "fault", "mark", self._describe(entry))
+        self.marks[key] = began
+        self._event(began, "fault", "mark", self._describe(entry))
         if kind == "host_crash" and entry["host"] in self._keepalived():
-            self._event(fault.at, "vrrp %s" % entry["host"], "state", "(host crashed)")
-        return fault.at
+            self._event(began, "vrrp %s" % entry["host"], "state", "(host crashed)")
+        return began
 
     def _entry(self, key):
         for i, entry in enumerate(self.drill["timeline"]):
