@@ -2,8 +2,8 @@
 
     sudo .venv/bin/python bench/sandbox_bench.py [--rounds 10] [--grade-rounds 3]
 
-1. A trivial command (``true``) run directly, and inside a new sandbox (namespaces,
-   private ovsdb-server + ovs-vswitchd, teardown).
+1. A trivial command (``true``) run directly, inside a new sandbox (namespaces,
+   private ovsdb-server + ovs-vswitchd, teardown), and jailed as a student's code is.
 2. ``redlab grade 02`` of lab 02's reference, as before sandboxes (the grader in the
    machine's namespaces, the machine's Open vSwitch) and as now (in a sandbox of its
    own).  The first needs the machine's OVS running (``make setup`` starts it).
@@ -59,6 +59,17 @@ def main():
     boxed, _ = timed(lambda: sandbox.run(["true"], name="bench"), args.rounds)
     print("trivial command   direct %.3f s   in a sandbox %.3f s   (+%.3f s, x%.0f)"
           % (direct, boxed, boxed - direct, boxed / direct))
+
+    import tempfile
+    from redlab import jail
+    with tempfile.TemporaryDirectory(dir="/var/lib/redlab") as scratch:
+        def jailed(i=[0]):
+            i[0] += 1
+            work = jail.work_folder(Path(scratch) / ("work%d" % i[0]))
+            jail.run(["true"], work, Path(scratch) / ("jail%d.json" % i[0]), caps=())
+        jailed_time, _ = timed(jailed, args.rounds)
+    print("trivial command   direct %.3f s   jailed %.3f s   (+%.3f s)"
+          % (direct, jailed_time, jailed_time - direct))
 
     if args.grade_rounds:
         before, _ = timed(lambda: grade(False), args.grade_rounds)

@@ -532,7 +532,10 @@ class Cgroup:
                     time.sleep(0.01)
 
 
-def clean_stale_cgroups(parents=None):
+STALE_AFTER = 30.0      # s: a younger empty cgroup may be one a launcher is still moving into
+
+
+def clean_stale_cgroups(parents=None, min_age=STALE_AFTER):
     """Remove every empty ``redlab-jail-*`` cgroup under ``parents`` (default: anywhere on
     the machine, :func:`leftover_cgroups`).  A launcher lives in its jail's cgroup until it
     removes it, so an empty one was left by a launcher that died.  Returns the removed
@@ -547,8 +550,19 @@ def clean_stale_cgroups(parents=None):
                                if n.startswith(PREFIX)]
             except OSError:
                 continue
+    # only old ones: a concurrent jail start makes its cgroup empty and moves into it a
+    # moment later -- removing it then (seen in a class of 11 at --jobs 3) sent that jail to
+    # the rlimit fallback, whose process count is shared by every jail of the user
     return [d for d in candidates
-            if not _read(os.path.join(d, "cgroup.procs"), "?").strip() and _rmdir(d)]
+            if not _read(os.path.join(d, "cgroup.procs"), "?").strip() and _old(d, min_age)
+            and _rmdir(d)]
+
+
+def _old(path, min_age):
+    try:
+        return time.time() - os.stat(path).st_mtime >= min_age
+    except OSError:
+        return False
 
 
 def _rmdir(cgroup):

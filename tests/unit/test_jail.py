@@ -261,7 +261,7 @@ def test_a_killed_launcher_leaves_an_empty_cgroup_that_cleaning_removes(tmp_path
     wait_until(lambda: (not marked(marker), marked(marker)), 3, "the jail to die with its launcher")
     # left behind, empty -- unless another session's jail start already cleaned it
     assert all(not Path(c, "cgroup.procs").read_text() for c in jail.cgroups_of(spec))
-    jail.clean_stale_cgroups()
+    jail.clean_stale_cgroups(min_age=0)       # (a jail start waits until it is 30 s old)
     assert jail.cgroups_of(spec) == []
 
 
@@ -270,11 +270,6 @@ def test_a_missing_user_is_one_sentence(tmp_path, monkeypatch):
     with pytest.raises(RedlabError, match="the user redlab-no-such-user does not exist.*"
                                           "useradd --system"):
         jail.command(["true"], tmp_path, tmp_path / "jail.json")
-
-
-def test_starting_a_jail_costs_well_under_a_fifth_of_a_second(jailed):
-    times = sorted(jailed("true").elapsed for _ in range(5))
-    assert times[2] < 0.2, times
 
 
 def test_hiding_a_system_folder_is_refused(tmp_path):
