@@ -31,17 +31,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from redlab.errors import ConfigError, RedlabError, WaitTimeout
-from redlab.probe import Sample, analyse, failure_kind
+from redlab.drill import actions
+from redlab.drill.expect import (NOT_HAPPENED, Observations, evaluate,  # noqa: F401
+                                  expectation_kind, holder_sets, measure)
+from redlab.probe import failure_kind
 from redlab.wait import wait_until
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_PROBES = ("http",)
-SUPPORTED_FAULTS = ("host_crash", "daemon_stop", "link_down")
 SUPPORTED_EXPECTATIONS = ("recover_within", "max_lost", "vip_held_by_one", "arp_moved",
                           "never_failed")
 STEADY_GOOD = 5             # answers in a row before the timeline starts
@@ -49,7 +50,6 @@ RECOVERED_GOOD = 10         # answers in a row that end a run after its last fau
 STEADY_TIMEOUT = 20.0
 WHEN_TIMEOUT = 30.0         # how long a `when` condition may take before it is skipped
 SETTLE_MARGIN = 10.0        # beyond the longest deadline, the wait for recovery
-NOT_HAPPENED = "its fault never happened"
 
 
 # ---------------------------------------------------------------------------------------
@@ -73,11 +73,11 @@ def refuse_unsupported(drill):
             raise ConfigError("probes[%d]: probe type %r is not supported by this redlab yet; "
                               "supported: %s" % (i, probe["type"], _words(SUPPORTED_PROBES)))
     for i, entry in enumerate(drill["timeline"]):
-        if "fault" in entry and entry["fault"] not in SUPPORTED_FAULTS:
+        if "fault" in entry and entry["fault"] not in actions.supported():
             raise ConfigError("timeline[%d]: fault %r is not supported by this redlab yet; "
-                              "supported: %s" % (i, entry["fault"], _words(SUPPORTED_FAULTS)))
+                              "supported: %s" % (i, entry["fault"], _words(actions.supported())))
     for i, item in enumerate(drill["expect"]):
-        kind = _expectation_kind(item)
+        kind = expectation_kind(item)
         if kind not in SUPPORTED_EXPECTATIONS:
             raise ConfigError("expect[%d]: expectation %r is not supported by this redlab yet; "
                               "supported: %s" % (i, kind, _words(SUPPORTED_EXPECTATIONS)))
@@ -86,11 +86,6 @@ def refuse_unsupported(drill):
         raise ConfigError("network.keepalived is set but topology %s runs no keepalived; "
                           "remove network.keepalived" % net["topology"])
     return topo
-
-
-def _expectation_kind(item):
-    from redlab.drill.schema import EXPECTATIONS
-    return next(key for key in EXPECTATIONS if key in item)
 
 
 def _keepalived_changed(options):
@@ -120,266 +115,6 @@ def build_topology(drill):
 
 
 # ---------------------------------------------------------------------------------------
-# what a run saw, as plain data (times in seconds since t0)
-# ---------------------------------------------------------------------------------------
-
-@dataclass
-class Observations:
-    """Everything expectations and measures are judged on.
-
-    ``marks``: timeline id -> when it happened (None: it never did); ``undone``: fault id
-    -> when it was undone; ``entries``: timeline id -> its entry; ``samples``: probe ->
-    record samples (``t``, ``ok``, ``served_by``, ``error``...); ``holders``: VIP ->
-    ``[(t, frozenset of hosts)]``, the VIP's holders from t on; ``arp``: ``(client, vip)``
-    -> ``[(t, mac or None)]``; ``macs``: host -> MAC; ``masters``: ``[(t, host)]`` of
-    VRRP MASTER transitions; ``end``: when recording stopped.
-    """
-    marks: dict
-    entries: dict
-    samples: dict
-    probe_interval: dict
-    end: float
-    undone: dict = field(default_factory=dict)
-    holders: dict = field(default_factory=dict)
-    arp: dict = field(default_factory=dict)
-    macs: dict = field(default_factory=dict)
-    masters: list = field(default_factory=list)
-
-    def window(self, entry_id):
-        """From an entry to its undo (a fault) or to the end of the recording."""
-        start = self.marks.get(entry_id)
-        undone = self.undone.get(entry_id)
-        return start, undone if undone is not None else self.end
-
-    def first_fault(self):
-        """The id of the first fault that happened (the one the measures are about)."""
-        faults = [(t, i) for i, t in self.marks.items()
-                  if t is not None and "fault" in self.entries.get(i, {})]
-        return min(faults)[1] if faults else None
-
-
-def _samples(records):
-    return [Sample(seq=n, t=s["t"], end=s["t"] + (s.get("latency") or 0.0), ok=s["ok"],
-                   server=s.get("served_by"), error=s.get("error"))
-            for n, s in enumerate(records)]
-
-
-def _between(samples, start, end):
-    return [s for s in samples if start <= s["t"] < end]
-
-
-def _secs(value):
-    return "%.2f s" % value
-
-
-def _bound(value):
-    return "%g s" % value
-
-
-def _result(name, passed, measured, bound, reason):
-    return dict(name=name, passed=bool(passed), measured=measured, bound=bound, reason=reason)
-
-
-def expectation_name(item):
-    """A name that reads as a sentence and is the same in every variant and run."""
-    after = "after %s" % item["after"] if "after" in item else \
-        "between %s and %s" % tuple(item["during"])
-    if "recover_within" in item:
-        return "service back within %s %s (probe %s)" % (_bound(item["recover_within"]), after,
-                                                          item["probe"])
-    if "max_lost" in item:
-        return "at most %d requests lost %s (probe %s)" % (item["max_lost"], after,
-                                                           item["probe"])
-    if "vip_held_by_one" in item:
-        v = item["vip_held_by_one"]
-        return "VIP %s held by exactly one of %s within %s %s" % (
-            v["vip"], ", ".join(v["hosts"]), _bound(item["within"]), after)
-    if "arp_moved" in item:
-        a = item["arp_moved"]
-        return "%s's ARP entry for %s moved to %s within %s %s" % (
-            a["client"], a["vip"], a["to"], _bound(item["within"]), after)
-    if "never_failed" in item:
-        return "probe %s never failed %s" % (item["never_failed"], after)
-    return "%s %s" % (_expectation_kind(item), after)
-
-
-def evaluate(expectations, obs):
-    """Each expectation judged in its window; one whose entry never happened fails."""
-    return [evaluate_one(item, obs) for item in expectations]
-
-
-def evaluate_one(item, obs):
-    name = expectation_name(item)
-    if "during" in item:
-        first, last = item["during"]
-        if obs.marks.get(first) is None:
-            return _result(name, False, None, None, _never(obs, first))
-        if obs.marks.get(last) is None:
-            return _result(name, False, None, None, "timeline entry %s never happened, so "
-                                                    "the window has no end" % last)
-        start, end = obs.marks[first], obs.marks[last]
-    else:
-        if obs.marks.get(item["after"]) is None:
-            return _result(name, False, None, None, _never(obs, item["after"]))
-        start, end = obs.window(item["after"])
-    if "recover_within" in item:
-        return _recover_within(name, item, obs, start, end)
-    if "max_lost" in item:
-        return _max_lost(name, item, obs, start, end)
-    if "vip_held_by_one" in item:
-        return _vip_held_by_one(name, item, obs, start, end)
-    if "arp_moved" in item:
-        return _arp_moved(name, item, obs, start, end)
-    return _never_failed(name, item, obs, start, end)
-
-
-def _never(obs, entry_id):
-    if "fault" in obs.entries.get(entry_id, {"fault": True}):
-        return NOT_HAPPENED
-    return "its step (%s) never happened" % entry_id
-
-
-def _recover_within(name, item, obs, start, end):
-    bound = item["recover_within"]
-    samples = _between(obs.samples.get(item["probe"], []), start, end)
-    if not samples:
-        return _result(name, False, None, bound, "probe %s sent no request after the fault"
-                       % item["probe"])
-    timeline = analyse(_samples(samples), start)
-    took = timeline.time_to_recover
-    if took is None:
-        return _result(name, False, None, bound, "service not back %s after the fault "
-                       "(bound %s)" % (_secs(end - start), _bound(bound)))
-    return _result(name, took <= bound, round(took, 3), bound,
-                   "service back after %s (bound %s)" % (_secs(took), _bound(bound)))
-
-
-def _max_lost(name, item, obs, start, end):
-    bound = item["max_lost"]
-    samples = _between(obs.samples.get(item["probe"], []), start, end)
-    if not samples:
-        return _result(name, False, None, bound, "probe %s sent no request after the fault"
-                       % item["probe"])
-    timeline = analyse(_samples(samples), start)
-    lost = timeline.requests_lost
-    if not timeline.recovered:
-        return _result(name, False, lost, bound, "the service never came back: %d of %d "
-                       "requests lost before the run ended (bound %d)"
-                       % (lost, len(samples), bound))
-    return _result(name, lost <= bound, lost, bound, "%d of %d requests lost (bound %d)"
-                   % (lost, len(samples), bound))
-
-
-def holders_at(changes, t):
-    """The holders in force at ``t`` from ``[(t, frozenset)]`` (sorted)."""
-    current = frozenset()
-    for when, holders in changes:
-        if when > t:
-            break
-        current = holders
-    return current
-
-
-def _vip_held_by_one(name, item, obs, start, end):
-    spec, bound = item["vip_held_by_one"], item["within"]
-    hosts = set(spec["hosts"])
-    changes = [(t, h & hosts) for t, h in obs.holders.get(spec["vip"], [])]
-    # the holder sets in the window: the one in force at the fault, then each change
-    states = [(start, holders_at(changes, start))] + [(t, h) for t, h in changes
-                                                        if start < t <= end]
-    stable = None           # since when exactly one host held it, to the window's end
-    for t, holders in states:
-        if len(holders) == 1:
-            stable = t if stable is None else stable
-        else:
-            stable = None
-    final = states[-1][1]
-    if stable is None:
-        who = ", ".join(sorted(final)) if final else "nobody"
-        return _result(name, False, None, bound, "at the end the VIP was held by %s "
-                       "(%d hosts), not by exactly one" % (who, len(final)))
-    took = stable - start
-    return _result(name, took <= bound, round(took, 3), bound,
-                   "held by %s alone from %s after the fault on (bound %s)"
-                   % (next(iter(final)), _secs(took), _bound(bound)))
-
-
-def mac_at(entries, t):
-    mac = None
-    for when, now in entries:
-        if when > t:
-            break
-        mac = now if now is not None else mac
-    return mac
-
-
-def _arp_moved(name, item, obs, start, end):
-    spec, bound = item["arp_moved"], item["within"]
-    target = obs.macs.get(spec["to"])
-    entries = sorted(obs.arp.get((spec["client"], spec["vip"]), []), key=lambda e: e[0])
-    before = mac_at(entries, start)
-    if before == target:
-        return _result(name, False, None, bound, "%s's entry for %s already pointed to %s "
-                       "(%s) before the fault: nothing to move" % (
-                           spec["client"], spec["vip"], spec["to"], target))
-    moved = next((t for t, mac in entries if start <= t <= end and mac == target), None)
-    if moved is None:
-        now = mac_at(entries, end)
-        return _result(name, False, None, bound, "%s's entry for %s still points to %s, not "
-                       "%s's %s" % (spec["client"], spec["vip"], now or "nothing",
-                                    spec["to"], target))
-    took = moved - start
-    return _result(name, took <= bound, round(took, 3), bound,
-                   "moved from %s to %s (%s) %s after the fault (bound %s)"
-                   % (before or "nothing", target, spec["to"], _secs(took), _bound(bound)))
-
-
-def _never_failed(name, item, obs, start, end):
-    samples = _between(obs.samples.get(item["never_failed"], []), start, end)
-    if not samples:
-        return _result(name, False, None, 0, "probe %s sent no request in the window"
-                       % item["never_failed"])
-    failed = [s for s in samples if not s["ok"]]
-    if failed:
-        return _result(name, False, len(failed), 0, "%d of %d requests failed, the first at "
-                       "t=%.2f s (%s)" % (len(failed), len(samples), failed[0]["t"],
-                                          failed[0].get("error") or "failed"))
-    return _result(name, True, 0, 0, "all %d requests answered" % len(samples))
-
-
-def measure(obs, drill):
-    """The run's measures and intervals, about its first fault and first probe."""
-    probe = drill["probes"][0]["name"]
-    fault = obs.first_fault()
-    empty = dict(time_to_detect=None, time_to_recover=None, requests_lost=None,
-                 loss_convergence=None)
-    if fault is None:
-        return empty, []
-    start, end = obs.window(fault)
-    samples = _between(obs.samples.get(probe, []), start, end)
-    masters = [t for t, _host in obs.masters if start <= t <= end]
-    detected = masters[0] if masters else None
-    timeline = analyse(_samples(samples), start, detected_at=detected) if samples else None
-    lost = timeline.requests_lost if timeline else None
-    recover = timeline.time_to_recover if timeline else None
-    values = dict(
-        time_to_detect=_round(detected - start) if detected is not None else None,
-        time_to_recover=_round(recover),
-        requests_lost=lost,
-        loss_convergence=_round(lost * obs.probe_interval[probe]) if lost is not None else None)
-    intervals = []
-    if detected is not None:
-        intervals.append(dict(name="detect", start=start, end=detected))
-    if recover is not None:
-        intervals.append(dict(name="recover", start=start, end=start + recover))
-    return values, intervals
-
-
-def _round(value):
-    return None if value is None else round(value, 3)
-
-
-# ---------------------------------------------------------------------------------------
 # the run on a real network
 # ---------------------------------------------------------------------------------------
 
@@ -391,14 +126,14 @@ def run_drill(drill, variant=None, run_folder=None, run_number=1, when_timeout=W
     label = variant or "default"
     drill = variant_of(drill, label)
     topo = refuse_unsupported(drill)
-    runner = _Runner(drill, label, run_number, when_timeout)
+    runner = Runner(drill, label, run_number, when_timeout)
     record = runner.run(topo, run_folder)
     Path(record["run_folder"]).joinpath("record.json").write_text(
         json.dumps(record, indent=1, default=str))
     return record
 
 
-class _Runner:
+class Runner:
     """One run: the network, its probes and recorders, the timeline's marks."""
 
     def __init__(self, drill, label, run_number, when_timeout):
@@ -427,7 +162,7 @@ class _Runner:
         with Network(topo, name=name, run_folder=run_folder,
                      controller_config=dict(self.drill["network"]["controller"])) as net:
             self.net = net
-            self._check_daemons()
+            actions.check_all(self, self.drill["timeline"])
             try:
                 self._start_probes()
                 self._wait_steady()
@@ -441,16 +176,7 @@ class _Runner:
                 self._stop_all()
             return self._record(str(net.run.path))
 
-    def _check_daemons(self):
-        for i, entry in enumerate(self.drill["timeline"]):
-            if entry.get("fault") == "daemon_stop":
-                daemons = self.net[entry["host"]].daemons
-                if entry["daemon"] not in daemons:
-                    raise ConfigError("timeline[%d]: host %s runs no %s (it runs %s); pick one "
-                                      "of its daemons" % (i, entry["host"], entry["daemon"],
-                                                          ", ".join(daemons) or "none"))
-
-    def _keepalived(self):
+    def keepalived(self):
         return {h.name: h.daemons["keepalived"] for h in self.net.hosts
                 if "keepalived" in getattr(h, "daemons", {})}
 
@@ -472,7 +198,7 @@ class _Runner:
         return STEADY_TIMEOUT + at + whens + self._settle_timeout() + 60
 
     def _wait_steady(self):
-        keepalived = self._keepalived()
+        keepalived = self.keepalived()
         if keepalived:
             def one_master():
                 states = {h: d.current_state() for h, d in keepalived.items()}
@@ -515,7 +241,7 @@ class _Runner:
         vips = {e["vip_held_by_one"]["vip"] for e in self.drill["expect"]
                 if "vip_held_by_one" in e}
         vips |= {e["arp_moved"]["vip"] for e in self.drill["expect"] if "arp_moved" in e}
-        for daemon in self._keepalived().values():
+        for daemon in self.keepalived().values():
             vips |= {v.split("/")[0] for v in daemon.vips}
         return sorted(vips)
 
@@ -556,7 +282,6 @@ class _Runner:
             return False
 
     def _do(self, key, entry):
-        from redlab import faults
         if "step" in entry:
             of = entry["of"]
             fault = self.faults.pop(of, None)
@@ -566,25 +291,20 @@ class _Runner:
             fault.undo()
             self.undone[of] = fault.undone_at
             self.marks[key] = fault.undone_at
-            self._event(fault.undone_at, "step", "mark", "undo %s" % self._describe(
+            self._event(fault.undone_at, "step", "mark", "undo %s" % actions.describe(
                 self._entry(of)))
             return fault.undone_at
-        kind = entry["fault"]
         # the fault's mark is when it began: a probe request can fail while the fault is
         # still being done (seen: a request at +4 ms failed before host_crash returned)
         began = time.time()
-        if kind == "host_crash":
-            fault = faults.host_crash(self.net, entry["host"])
-            self.crashed.append((entry["host"], fault))
-        elif kind == "daemon_stop":
-            fault = faults.daemon_stop(self.net[entry["host"]].daemons[entry["daemon"]])
-        else:
-            fault = faults.link_down(self.net, *entry["link"])
+        fault = actions.inject(self, entry)
         self.faults[key] = fault
         self.marks[key] = began
-        self._event(began, "fault", "mark", self._describe(entry))
-        if kind == "host_crash" and entry["host"] in self._keepalived():
-            self._event(began, "vrrp %s" % entry["host"], "state", "(host crashed)")
+        self._event(began, "fault", "mark", actions.describe(entry))
+        if entry["fault"] == "host_crash":
+            self.crashed.append((entry["host"], fault))
+            if entry["host"] in self.keepalived():
+                self._event(began, "vrrp %s" % entry["host"], "state", "(host crashed)")
         return began
 
     def _entry(self, key):
@@ -592,15 +312,6 @@ class _Runner:
             if entry.get("id", "#%d" % i) == key:
                 return entry
         raise KeyError(key)
-
-    @staticmethod
-    def _describe(entry):
-        kind = entry["fault"]
-        if kind == "link_down":
-            return "link_down %s-%s" % tuple(entry["link"])
-        if kind == "daemon_stop":
-            return "daemon_stop %s on %s" % (entry["daemon"], entry["host"])
-        return "%s %s" % (kind, entry["host"])
 
     def _settle_timeout(self):
         deadlines = [e.get("recover_within", 0) for e in self.drill["expect"]]
@@ -638,7 +349,7 @@ class _Runner:
             fault.undo()
             self.undone[key] = fault.undone_at
             self._event(fault.undone_at, "step", "mark", "undo %s (end of the drill)"
-                        % self._describe(self._entry(key)))
+                        % actions.describe(self._entry(key)))
 
     def _stop_all(self):
         for probe in self.probes.values():
@@ -674,7 +385,7 @@ class _Runner:
             end=rel(getattr(self, "end", time.time())),
             undone={k: rel(t) for k, t in self.undone.items()},
             holders=self._holders(rel), arp=self._arp_entries(rel), macs=self._macs(),
-            masters=[(rel(t), host) for host, d in self._keepalived().items()
+            masters=[(rel(t), host) for host, d in self.keepalived().items()
                      for t, state in d.transitions() if state == "MASTER" and t >= t0])
         obs.masters.sort()
         measures, intervals = measure(obs, self.drill)
@@ -693,7 +404,7 @@ class _Runner:
                 for s in probe.samples() if s.t >= self.t0]
 
     def _vrrp_events(self):
-        for host, daemon in self._keepalived().items():
+        for host, daemon in self.keepalived().items():
             states = daemon.transitions()
             before = [s for t, s in states if t < self.t0]
             if before:
@@ -707,7 +418,7 @@ class _Runner:
 
     def _mac_names(self):
         names = {mac: host for host, mac in self._macs().items()}
-        for host, daemon in self._keepalived().items():
+        for host, daemon in self.keepalived().items():
             names[daemon.vmac] = "VRRP virtual MAC"
         return names
 
@@ -779,22 +490,6 @@ class _Runner:
                     ok = s["ok"]
                     self._event(self.t0 + s["t"], "probe %s" % name, "ok" if ok else "fail",
                                 "answered by %s" % s["served_by"] if ok else s["error"])
-
-
-def holder_sets(changes):
-    """``[(t, host, held)]`` -> ``[(t, frozenset of holders from t on)]``, time order."""
-    held = set()
-    result = []
-    for t, host, now in sorted(changes, key=lambda c: c[0]):
-        if now:
-            held.add(host)
-        else:
-            held.discard(host)
-        if result and result[-1][0] == t:
-            result[-1] = (t, frozenset(held))
-        else:
-            result.append((t, frozenset(held)))
-    return result
 
 
 class _AllAddresses:

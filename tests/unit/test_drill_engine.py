@@ -7,7 +7,7 @@ never happened fails with its reason, even where it would have passed before the
 import pytest
 
 from redlab.drill import engine
-from redlab.drill.engine import NOT_HAPPENED, Observations, evaluate_one, holder_sets, measure
+from redlab.drill.expect import NOT_HAPPENED, Observations, evaluate_one, holder_sets, measure
 from redlab.drill.schema import check_drill
 from redlab.errors import ConfigError
 
@@ -174,8 +174,8 @@ def drill(**changes):
 
 @pytest.mark.parametrize("changes, words", [
     (dict(timeline=[{"id": "crash", "at": 1, "fault": "controller_kill"}]),
-     "fault 'controller_kill' is not supported by this redlab yet; supported: host_crash, "
-     "daemon_stop, link_down"),
+     "fault 'controller_kill' is not supported by this redlab yet; supported: link_down, "
+     "host_crash, daemon_stop"),
     (dict(probes=[{"name": "web", "type": "icmp", "from": "client1", "host": "web1"}]),
      "probe type 'icmp' is not supported by this redlab yet; supported: http"),
     (dict(expect=[{"after": "crash", "served_by": "web2", "probe": "web", "within": 5}]),

@@ -1,0 +1,293 @@
+"""What a drill run saw, as plain data, and the judgement on it: each expectation judged
+only inside the window of the timeline entry it follows, and only if that entry happened
+(no expectation passes because it ran before its fault); the run's measures.
+
+Nothing here touches a network: :class:`Observations` is built by the engine from its
+recorders, and the unit tests build it by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redlab.probe import Sample, analyse
+
+NOT_HAPPENED = "its fault never happened"
+
+
+def expectation_kind(item):
+    from redlab.drill.schema import EXPECTATIONS
+    return next(key for key in EXPECTATIONS if key in item)
+
+
+
+@dataclass
+class Observations:
+    """Everything expectations and measures are judged on.
+
+    ``marks``: timeline id -> when it happened (None: it never did); ``undone``: fault id
+    -> when it was undone; ``entries``: timeline id -> its entry; ``samples``: probe ->
+    record samples (``t``, ``ok``, ``served_by``, ``error``...); ``holders``: VIP ->
+    ``[(t, frozenset of hosts)]``, the VIP's holders from t on; ``arp``: ``(client, vip)``
+    -> ``[(t, mac or None)]``; ``macs``: host -> MAC; ``masters``: ``[(t, host)]`` of
+    VRRP MASTER transitions; ``end``: when recording stopped.
+    """
+    marks: dict
+    entries: dict
+    samples: dict
+    probe_interval: dict
+    end: float
+    undone: dict = field(default_factory=dict)
+    holders: dict = field(default_factory=dict)
+    arp: dict = field(default_factory=dict)
+    macs: dict = field(default_factory=dict)
+    masters: list = field(default_factory=list)
+
+    def window(self, entry_id):
+        """From an entry to its undo (a fault) or to the end of the recording."""
+        start = self.marks.get(entry_id)
+        undone = self.undone.get(entry_id)
+        return start, undone if undone is not None else self.end
+
+    def first_fault(self):
+        """The id of the first fault that happened (the one the measures are about)."""
+        faults = [(t, i) for i, t in self.marks.items()
+                  if t is not None and "fault" in self.entries.get(i, {})]
+        return min(faults)[1] if faults else None
+
+
+def _samples(records):
+    return [Sample(seq=n, t=s["t"], end=s["t"] + (s.get("latency") or 0.0), ok=s["ok"],
+                   server=s.get("served_by"), error=s.get("error"))
+            for n, s in enumerate(records)]
+
+
+def _between(samples, start, end):
+    return [s for s in samples if start <= s["t"] < end]
+
+
+def _secs(value):
+    return "%.2f s" % value
+
+
+def _bound(value):
+    return "%g s" % value
+
+
+def _result(name, passed, measured, bound, reason):
+    return dict(name=name, passed=bool(passed), measured=measured, bound=bound, reason=reason)
+
+
+def expectation_name(item):
+    """A name that reads as a sentence and is the same in every variant and run."""
+    after = "after %s" % item["after"] if "after" in item else \
+        "between %s and %s" % tuple(item["during"])
+    if "recover_within" in item:
+        return "service back within %s %s (probe %s)" % (_bound(item["recover_within"]), after,
+                                                          item["probe"])
+    if "max_lost" in item:
+        return "at most %d requests lost %s (probe %s)" % (item["max_lost"], after,
+                                                           item["probe"])
+    if "vip_held_by_one" in item:
+        v = item["vip_held_by_one"]
+        return "VIP %s held by exactly one of %s within %s %s" % (
+            v["vip"], ", ".join(v["hosts"]), _bound(item["within"]), after)
+    if "arp_moved" in item:
+        a = item["arp_moved"]
+        return "%s's ARP entry for %s moved to %s within %s %s" % (
+            a["client"], a["vip"], a["to"], _bound(item["within"]), after)
+    if "never_failed" in item:
+        return "probe %s never failed %s" % (item["never_failed"], after)
+    return "%s %s" % (expectation_kind(item), after)
+
+
+def evaluate(expectations, obs):
+    """Each expectation judged in its window; one whose entry never happened fails."""
+    return [evaluate_one(item, obs) for item in expectations]
+
+
+def evaluate_one(item, obs):
+    name = expectation_name(item)
+    if "during" in item:
+        first, last = item["during"]
+        if obs.marks.get(first) is None:
+            return _result(name, False, None, None, _never(obs, first))
+        if obs.marks.get(last) is None:
+            return _result(name, False, None, None, "timeline entry %s never happened, so "
+                                                    "the window has no end" % last)
+        start, end = obs.marks[first], obs.marks[last]
+    else:
+        if obs.marks.get(item["after"]) is None:
+            return _result(name, False, None, None, _never(obs, item["after"]))
+        start, end = obs.window(item["after"])
+    if "recover_within" in item:
+        return _recover_within(name, item, obs, start, end)
+    if "max_lost" in item:
+        return _max_lost(name, item, obs, start, end)
+    if "vip_held_by_one" in item:
+        return _vip_held_by_one(name, item, obs, start, end)
+    if "arp_moved" in item:
+        return _arp_moved(name, item, obs, start, end)
+    return _never_failed(name, item, obs, start, end)
+
+
+def _never(obs, entry_id):
+    if "fault" in obs.entries.get(entry_id, {"fault": True}):
+        return NOT_HAPPENED
+    return "its step (%s) never happened" % entry_id
+
+
+def _recover_within(name, item, obs, start, end):
+    bound = item["recover_within"]
+    samples = _between(obs.samples.get(item["probe"], []), start, end)
+    if not samples:
+        return _result(name, False, None, bound, "probe %s sent no request after the fault"
+                       % item["probe"])
+    timeline = analyse(_samples(samples), start)
+    took = timeline.time_to_recover
+    if took is None:
+        return _result(name, False, None, bound, "service not back %s after the fault "
+                       "(bound %s)" % (_secs(end - start), _bound(bound)))
+    return _result(name, took <= bound, round(took, 3), bound,
+                   "service back after %s (bound %s)" % (_secs(took), _bound(bound)))
+
+
+def _max_lost(name, item, obs, start, end):
+    bound = item["max_lost"]
+    samples = _between(obs.samples.get(item["probe"], []), start, end)
+    if not samples:
+        return _result(name, False, None, bound, "probe %s sent no request after the fault"
+                       % item["probe"])
+    timeline = analyse(_samples(samples), start)
+    lost = timeline.requests_lost
+    if not timeline.recovered:
+        return _result(name, False, lost, bound, "the service never came back: %d of %d "
+                       "requests lost before the run ended (bound %d)"
+                       % (lost, len(samples), bound))
+    return _result(name, lost <= bound, lost, bound, "%d of %d requests lost (bound %d)"
+                   % (lost, len(samples), bound))
+
+
+def holders_at(changes, t):
+    """The holders in force at ``t`` from ``[(t, frozenset)]`` (sorted)."""
+    current = frozenset()
+    for when, holders in changes:
+        if when > t:
+            break
+        current = holders
+    return current
+
+
+def _vip_held_by_one(name, item, obs, start, end):
+    spec, bound = item["vip_held_by_one"], item["within"]
+    hosts = set(spec["hosts"])
+    changes = [(t, h & hosts) for t, h in obs.holders.get(spec["vip"], [])]
+    # the holder sets in the window: the one in force at the fault, then each change
+    states = [(start, holders_at(changes, start))] + [(t, h) for t, h in changes
+                                                        if start < t <= end]
+    stable = None           # since when exactly one host held it, to the window's end
+    for t, holders in states:
+        if len(holders) == 1:
+            stable = t if stable is None else stable
+        else:
+            stable = None
+    final = states[-1][1]
+    if stable is None:
+        who = ", ".join(sorted(final)) if final else "nobody"
+        return _result(name, False, None, bound, "at the end the VIP was held by %s "
+                       "(%d hosts), not by exactly one" % (who, len(final)))
+    took = stable - start
+    return _result(name, took <= bound, round(took, 3), bound,
+                   "held by %s alone from %s after the fault on (bound %s)"
+                   % (next(iter(final)), _secs(took), _bound(bound)))
+
+
+def mac_at(entries, t):
+    mac = None
+    for when, now in entries:
+        if when > t:
+            break
+        mac = now if now is not None else mac
+    return mac
+
+
+def _arp_moved(name, item, obs, start, end):
+    spec, bound = item["arp_moved"], item["within"]
+    target = obs.macs.get(spec["to"])
+    entries = sorted(obs.arp.get((spec["client"], spec["vip"]), []), key=lambda e: e[0])
+    before = mac_at(entries, start)
+    if before == target:
+        return _result(name, False, None, bound, "%s's entry for %s already pointed to %s "
+                       "(%s) before the fault: nothing to move" % (
+                           spec["client"], spec["vip"], spec["to"], target))
+    moved = next((t for t, mac in entries if start <= t <= end and mac == target), None)
+    if moved is None:
+        now = mac_at(entries, end)
+        return _result(name, False, None, bound, "%s's entry for %s still points to %s, not "
+                       "%s's %s" % (spec["client"], spec["vip"], now or "nothing",
+                                    spec["to"], target))
+    took = moved - start
+    return _result(name, took <= bound, round(took, 3), bound,
+                   "moved from %s to %s (%s) %s after the fault (bound %s)"
+                   % (before or "nothing", target, spec["to"], _secs(took), _bound(bound)))
+
+
+def _never_failed(name, item, obs, start, end):
+    samples = _between(obs.samples.get(item["never_failed"], []), start, end)
+    if not samples:
+        return _result(name, False, None, 0, "probe %s sent no request in the window"
+                       % item["never_failed"])
+    failed = [s for s in samples if not s["ok"]]
+    if failed:
+        return _result(name, False, len(failed), 0, "%d of %d requests failed, the first at "
+                       "t=%.2f s (%s)" % (len(failed), len(samples), failed[0]["t"],
+                                          failed[0].get("error") or "failed"))
+    return _result(name, True, 0, 0, "all %d requests answered" % len(samples))
+
+
+def measure(obs, drill):
+    """The run's measures and intervals, about its first fault and first probe."""
+    probe = drill["probes"][0]["name"]
+    fault = obs.first_fault()
+    empty = dict(time_to_detect=None, time_to_recover=None, requests_lost=None,
+                 loss_convergence=None)
+    if fault is None:
+        return empty, []
+    start, end = obs.window(fault)
+    samples = _between(obs.samples.get(probe, []), start, end)
+    masters = [t for t, _host in obs.masters if start <= t <= end]
+    detected = masters[0] if masters else None
+    timeline = analyse(_samples(samples), start, detected_at=detected) if samples else None
+    lost = timeline.requests_lost if timeline else None
+    recover = timeline.time_to_recover if timeline else None
+    values = dict(
+        time_to_detect=_round(detected - start) if detected is not None else None,
+        time_to_recover=_round(recover),
+        requests_lost=lost,
+        loss_convergence=_round(lost * obs.probe_interval[probe]) if lost is not None else None)
+    intervals = []
+    if detected is not None:
+        intervals.append(dict(name="detect", start=start, end=detected))
+    if recover is not None:
+        intervals.append(dict(name="recover", start=start, end=start + recover))
+    return values, intervals
+
+
+def _round(value):
+    return None if value is None else round(value, 3)
+
+
+def holder_sets(changes):
+    """``[(t, host, held)]`` -> ``[(t, frozenset of holders from t on)]``, time order."""
+    held = set()
+    result = []
+    for t, host, now in sorted(changes, key=lambda c: c[0]):
+        if now:
+            held.add(host)
+        else:
+            held.discard(host)
+        if result and result[-1][0] == t:
+            result[-1] = (t, frozenset(held))
+        else:
+            result.append((t, frozenset(held)))
+    return result
