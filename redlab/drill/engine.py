@@ -28,6 +28,7 @@ without a network.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_PROBES = ("http",)
 SUPPORTED_EXPECTATIONS = ("recover_within", "max_lost", "vip_held_by_one", "arp_moved",
-                          "never_failed")
+                          "never_failed", "served_by")
 STEADY_GOOD = 5             # answers in a row before the timeline starts
 RECOVERED_GOOD = 10         # answers in a row that end a run after its last fault
 STEADY_TIMEOUT = 20.0
@@ -65,9 +66,6 @@ def refuse_unsupported(drill):
     redlab cannot run yet; the schema accepts more than this engine runs, and nothing
     may be silently ignored."""
     net = drill["network"]
-    if "service" in net:
-        raise ConfigError("network.service is not supported by this redlab yet; drills run "
-                          "topologies without a load-balancer service for now")
     for i, probe in enumerate(drill["probes"]):
         if probe["type"] not in SUPPORTED_PROBES:
             raise ConfigError("probes[%d]: probe type %r is not supported by this redlab yet; "
@@ -82,10 +80,27 @@ def refuse_unsupported(drill):
             raise ConfigError("expect[%d]: expectation %r is not supported by this redlab yet; "
                               "supported: %s" % (i, kind, _words(SUPPORTED_EXPECTATIONS)))
     topo = build_topology(drill)
+    if "service" in net:
+        _refuse_service(net, topo)
     if _keepalived_changed(net["keepalived"]) and not _vrrp_hosts(topo):
         raise ConfigError("network.keepalived is set but topology %s runs no keepalived; "
                           "remove network.keepalived" % net["topology"])
     return topo
+
+
+def _refuse_service(net, topo):
+    """A load balancer needs a ``director`` host and its real servers on the topology."""
+    if "director" not in topo.hosts():
+        raise ConfigError("network.service needs a host named director (the load balancer's "
+                          "health checker runs there) and topology %s has none; use "
+                          "service_lan" % net["topology"])
+    ips = {topo.nodeInfo(h).get("ip", "").split("/")[0]: h for h in topo.hosts()}
+    for server in net["service"]["real_servers"]:
+        if server["ip"] not in ips:
+            raise ConfigError("network.service real server %s has ip %s, which no host of "
+                              "topology %s has; use one of %s" % (
+                                  server["name"], server["ip"], net["topology"],
+                                  ", ".join(sorted(i for i in ips if i))))
 
 
 def _keepalived_changed(options):
@@ -154,13 +169,12 @@ class Runner:
         self.faults = {}            # id -> Fault still in place
         self.crashed = []           # (host, t) of host crashes
         self.initial = {}
+        self.lb = None              # the LoadBalancedService of network.service
 
     # -- the run, start to end --------------------------------------------------------
     def run(self, topo, run_folder):
-        from redlab.net import Network
         name = "drill-%s-%s-%d" % (self.drill["drill"], self.label, self.run_number)
-        with Network(topo, name=name, run_folder=run_folder,
-                     controller_config=dict(self.drill["network"]["controller"])) as net:
+        with self._network(topo, name, run_folder) as net:
             self.net = net
             actions.check_all(self, self.drill["timeline"])
             try:
@@ -175,6 +189,33 @@ class Runner:
             finally:
                 self._stop_all()
             return self._record(str(net.run.path))
+
+    @contextlib.contextmanager
+    def _network(self, topo, name, run_folder):
+        """The drill's network; with ``network.service``, the load balancer too: the
+        os-ken load-balancer app, direct routing's VIP on the real servers, and the
+        health checker in the director (what ``redlab run lb`` starts)."""
+        from redlab.net import Network
+        controller = dict(self.drill["network"]["controller"])
+        service = self.drill["network"].get("service")
+        if service is None:
+            with Network(topo, name=name, run_folder=run_folder,
+                         controller_config=controller) as net:
+                yield net
+            return
+        from controllers.service import parse_service
+        from redlab.scenarios.lb import LoadBalancedService
+        with LoadBalancedService(parse_service(service), name=name, run_folder=run_folder,
+                                 topo=topo, **controller) as lb:
+            self.lb = lb
+            yield lb.network
+
+    def control(self, message):
+        """One command to the load balancer's control socket; its reply (a dict)."""
+        if self.lb is None:
+            raise ConfigError("this drill has no network.service, so there is no load "
+                              "balancer to command; add network.service")
+        return self.lb.control(message)
 
     def keepalived(self):
         return {h.name: h.daemons["keepalived"] for h in self.net.hosts
@@ -260,7 +301,23 @@ class Runner:
             since = self._do(key, entry)
 
     def _wait_when(self, entry, since, key):
+        """Wait for the entry's ``when`` condition (bounded): a probe's streak since the
+        previous entry, or a real server's ActiveConn or health in the load balancer."""
         cond = entry["when"]
+        if "probe" in cond:
+            check, what = self._streak(cond, since)
+        else:
+            check, what = self._server_state(cond)
+        try:
+            wait_until(check, self.when_timeout, "condition of %s" % key, interval=0.1)
+            return True
+        except WaitTimeout:
+            self._event(time.time(), "step" if "step" in entry else "fault", "skipped",
+                        "%s skipped: %s never held within %g s" % (key, what,
+                                                                   self.when_timeout))
+            return False
+
+    def _streak(self, cond, since):
         probe = self.probes[cond["probe"]]
         want_ok = "good" in cond
         count = cond.get("good", cond.get("failed"))
@@ -271,15 +328,23 @@ class Runner:
                 if s.t >= since:
                     run = run + 1 if s.ok == want_ok else 0
             return run >= count, run
-        try:
-            wait_until(streak, self.when_timeout, "condition of %s" % key, interval=0.1)
-            return True
-        except WaitTimeout:
-            what = "good" if want_ok else "failed"
-            self._event(time.time(), "step" if "step" in entry else "fault", "skipped",
-                        "%s skipped: probe %s never saw %d %s answers in a row within %g s"
-                        % (key, cond["probe"], count, what, self.when_timeout))
-            return False
+        return streak, "probe %s seeing %d %s answers in a row" % (
+            cond["probe"], count, "good" if want_ok else "failed")
+
+    def _server_state(self, cond):
+        name = cond["server"]
+
+        def state():
+            servers = {s["name"]: s for s in self.control({"cmd": "status"})["servers"]}
+            server = servers.get(name)
+            if server is None:
+                return False, "no real server %s" % name
+            if "active" in cond:
+                return server["active"] <= cond["active"], "ActiveConn %d" % server["active"]
+            return server["health"] == cond["health"], "health %s" % server["health"]
+        what = ("real server %s's ActiveConn at most %d" % (name, cond["active"])
+                if "active" in cond else "real server %s %s" % (name, cond["health"]))
+        return state, what
 
     def _do(self, key, entry):
         if "step" in entry:
@@ -385,9 +450,12 @@ class Runner:
             end=rel(getattr(self, "end", time.time())),
             undone={k: rel(t) for k, t in self.undone.items()},
             holders=self._holders(rel), arp=self._arp_entries(rel), macs=self._macs(),
+            ips={h.name: h.IP() for h in self.net.hosts},
             masters=[(rel(t), host) for host, d in self.keepalived().items()
                      for t, state in d.transitions() if state == "MASTER" and t >= t0])
         obs.masters.sort()
+        obs.health = sorted((rel(e["t"]), e["server"], e["state"])
+                            for e in self._controller_log("health") if e["t"] >= t0)
         measures, intervals = measure(obs, self.drill)
         events = [dict(e, t=rel(e["t"])) for e in self.events if e["t"] >= t0 - 1e-6]
         events.sort(key=lambda e: e["t"])
@@ -461,10 +529,11 @@ class Runner:
             result[vip] = [(rel(t), h) for t, h in holder_sets(changes)]
         return result
 
+    def _controller_log(self, kind=None):
+        return [] if self.net.controller is None else self.net.controller.events(kind)
+
     def _controller_events(self):
-        if self.net.controller is None:
-            return
-        for e in self.net.controller.events():
+        for e in self._controller_log():
             if e["t"] < self.t0:
                 continue
             kind = e["event"]

@@ -30,7 +30,9 @@ class Observations:
     record samples (``t``, ``ok``, ``served_by``, ``error``...); ``holders``: VIP ->
     ``[(t, frozenset of hosts)]``, the VIP's holders from t on; ``arp``: ``(client, vip)``
     -> ``[(t, mac or None)]``; ``macs``: host -> MAC; ``masters``: ``[(t, host)]`` of
-    VRRP MASTER transitions; ``end``: when recording stopped.
+    VRRP MASTER transitions; ``health``: ``[(t, server, "up"|"down")]`` of the load
+    balancer's health checks; ``ips``: host -> IPv4 address; ``end``: when recording
+    stopped.
     """
     marks: dict
     entries: dict
@@ -42,6 +44,8 @@ class Observations:
     arp: dict = field(default_factory=dict)
     macs: dict = field(default_factory=dict)
     masters: list = field(default_factory=list)
+    health: list = field(default_factory=list)
+    ips: dict = field(default_factory=dict)
 
     def window(self, entry_id):
         """From an entry to its undo (a fault) or to the end of the recording."""
@@ -98,6 +102,9 @@ def expectation_name(item):
             a["client"], a["vip"], a["to"], _bound(item["within"]), after)
     if "never_failed" in item:
         return "probe %s never failed %s" % (item["never_failed"], after)
+    if "served_by" in item:
+        return "probe %s served by %s within %s %s" % (item["probe"], item["served_by"],
+                                                     _bound(item["within"]), after)
     return "%s %s" % (expectation_kind(item), after)
 
 
@@ -128,6 +135,8 @@ def evaluate_one(item, obs):
         return _vip_held_by_one(name, item, obs, start, end)
     if "arp_moved" in item:
         return _arp_moved(name, item, obs, start, end)
+    if "served_by" in item:
+        return _served_by(name, item, obs, start, end)
     return _never_failed(name, item, obs, start, end)
 
 
@@ -245,6 +254,43 @@ def _never_failed(name, item, obs, start, end):
     return _result(name, True, 0, 0, "all %d requests answered" % len(samples))
 
 
+def detected_at(obs, start, end):
+    """When the system noticed the fault: the first VRRP backup entering MASTER or the
+    first real server its health check marked down, whichever came first (None: it
+    never noticed)."""
+    seen = [t for t, _host in obs.masters if start <= t <= end]
+    seen += [t for t, _server, state in obs.health if state == "down" and start <= t <= end]
+    return min(seen) if seen else None
+
+
+def served_by(sample, host, ip):
+    """Whether ``host`` answered: an HTTP probe's ``X-Served-By`` names it, or a DNS
+    probe's answers (addresses joined by ",") include its address."""
+    server = sample.get("served_by") or ""
+    return server == host or (ip is not None and ip in server.split(","))
+
+
+def _served_by(name, item, obs, start, end):
+    """Every good answer from some time on (at most ``within`` after the entry) to the
+    window's end came from the host; failures in between are another expectation's."""
+    host, bound = item["served_by"], item["within"]
+    good = [s for s in _between(obs.samples.get(item["probe"], []), start, end) if s["ok"]]
+    if not good:
+        return _result(name, False, None, bound, "probe %s got no good answer after the "
+                       "entry" % item["probe"])
+    ip = obs.ips.get(host)
+    others = [s for s in good if not served_by(s, host, ip)]
+    if others and others[-1] is good[-1]:
+        return _result(name, False, None, bound, "the last answer came from %s, not %s"
+                       % (others[-1].get("served_by") or "nobody", host))
+    since = next(s for s in good if not others or s["t"] > others[-1]["t"])["t"]
+    took = max(0.0, since - start)
+    tail = sum(1 for s in good if s["t"] >= since)
+    return _result(name, took <= bound, round(took, 3), bound,
+                   "all %d answers from %s after the entry came from %s (bound %s)"
+                   % (tail, _secs(took), host, _bound(bound)))
+
+
 def measure(obs, drill):
     """The run's measures and intervals, about its first fault and first probe."""
     probe = drill["probes"][0]["name"]
@@ -255,8 +301,7 @@ def measure(obs, drill):
         return empty, []
     start, end = obs.window(fault)
     samples = _between(obs.samples.get(probe, []), start, end)
-    masters = [t for t, _host in obs.masters if start <= t <= end]
-    detected = masters[0] if masters else None
+    detected = detected_at(obs, start, end)
     timeline = analyse(_samples(samples), start, detected_at=detected) if samples else None
     lost = timeline.requests_lost if timeline else None
     recover = timeline.time_to_recover if timeline else None

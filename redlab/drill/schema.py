@@ -42,7 +42,9 @@ The fields:
     the probe's own).  A target is a host of the topology or an IPv4 address.
 ``timeline``
     faults and operator steps, each ``at`` seconds after every probe answers steadily or
-    ``when`` a probe has seen ``good`` (or ``failed``) answers in a row: ``link_down``
+    ``when`` a probe has seen ``good`` (or ``failed``) answers in a row, or a real
+    server of the load balancer has at most ``active`` connections or its ``health`` is
+    up or down (``when: {server: web1, active: 0}``: drained): ``link_down``
     (``link: [a, b]``), ``host_crash``, ``daemon_stop`` (``daemon``), ``http_500``,
     ``hang`` (a daemon, nginx unless named), ``controller_kill``, ``lb`` (``action``:
     drain, weight, add or remove a real ``server``, with ``weight`` / ``ip``),
@@ -205,8 +207,9 @@ _TIMELINE_ENTRY = {
         "at": {"type": "number", "minimum": 0, "x-unit": "seconds"},
         "when": {
             "type": "object",
-            "properties": {"probe": _NAME, "good": _COUNT, "failed": _COUNT},
-            "required": ["probe"],
+            "properties": {"probe": _NAME, "good": _COUNT, "failed": _COUNT,
+                           "server": _NAME, "active": {"type": "integer", "minimum": 0},
+                           "health": {"enum": ["up", "down"]}},
             "additionalProperties": False,
         },
         "fault": {"enum": list(FAULTS)},
@@ -465,9 +468,7 @@ class _Checks:
                                                "good: N}")
         when = entry.get("when")
         if when is not None:
-            self.one_of(path + ("when",), when, "good", "failed",
-                        "add good: N or failed: N (answers in a row)")
-            self.probe(path + ("when", "probe"), when["probe"], f"{where}.when.probe")
+            self.when(path + ("when",), when, f"{where}.when")
         if "step" in entry:
             self.entry(path + ("of",), entry["of"], f"{where}.of", before=i)
             undone = self.drill["timeline"][self.entries[entry["of"]]]
@@ -480,6 +481,37 @@ class _Checks:
             self.link(path + ("link",), entry["link"], f"{where}.link")
         if entry.get("fault") == "lb":
             self.lb_server(path, entry, where)
+
+    def when(self, path, when, where):
+        """A probe's streak (``probe``, ``good``/``failed``) or a real server's state in
+        the load balancer (``server``, ``active``: ActiveConn at most N, or ``health``)."""
+        self.one_of(path, when, "probe", "server", "add probe: NAME (answers in a row) or "
+                                                   "server: NAME (a real server's state)")
+        if "probe" in when:
+            for key in ("active", "health"):
+                if key in when:
+                    self.fail(path + (key,), f"{where}.{key} is about a server; use it "
+                                             "with server: NAME, not probe")
+            self.one_of(path, when, "good", "failed",
+                        "add good: N or failed: N (answers in a row)")
+            self.probe(path + ("probe",), when["probe"], f"{where}.probe")
+            return
+        for key in ("good", "failed"):
+            if key in when:
+                self.fail(path + (key,), f"{where}.{key} is about a probe; use it with "
+                                         "probe: NAME, not server")
+        self.one_of(path, when, "active", "health",
+                    "add active: N (ActiveConn at most N) or health: up|down")
+        service = self.drill["network"].get("service")
+        if service is None:
+            self.fail(path + ("server",), f"{where}.server needs a load balancer; add "
+                                          "network.service")
+        names = [s["name"] for s in service["real_servers"]]
+        names += [e["server"] for e in self.drill["timeline"]
+                  if e.get("fault") == "lb" and e.get("action") == "add"]
+        if when["server"] not in names:
+            self._none(path + ("server",), f"{where}.server", when["server"],
+                       "real server of network.service", names)
 
     def link(self, path, ends, where):
         for end in ends:

@@ -178,8 +178,6 @@ def drill(**changes):
      "host_crash, daemon_stop"),
     (dict(probes=[{"name": "web", "type": "icmp", "from": "client1", "host": "web1"}]),
      "probe type 'icmp' is not supported by this redlab yet; supported: http"),
-    (dict(expect=[{"after": "crash", "served_by": "web2", "probe": "web", "within": 5}]),
-     "expectation 'served_by' is not supported by this redlab yet"),
 ])
 def test_what_this_slice_cannot_run_is_refused_in_one_sentence(changes, words):
     with pytest.raises(ConfigError) as info:

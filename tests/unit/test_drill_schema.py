@@ -429,7 +429,34 @@ LB_ERRORS = [
      "probes[1].port is missing; type tcp needs it"),
     ("command-run-empty", 'run: "nginx -s reload"', 'run: ""', 18,
      "timeline[1].run must be a non-empty string, got ''"),
+    ("when-server-unknown", "{id: back, at: 5,", "{id: back, when: {server: web7, active: 0},",
+     19, "timeline[2].when.server 'web7' names no real server of network.service; did you "
+         "mean 'web2'? (choose one of: web1, web2)"),
+    ("when-server-no-state", "{id: back, at: 5,", "{id: back, when: {server: web1},", 19,
+     "timeline[2].when has neither active nor health; add active: N (ActiveConn at most "
+     "N) or health: up|down"),
+    ("when-probe-and-server", "{id: back, at: 5,",
+     "{id: back, when: {probe: web, server: web1, good: 3},", 19,
+     "timeline[2].when has both probe and server; keep one"),
+    ("when-active-on-a-probe", "{id: back, at: 5,",
+     "{id: back, when: {probe: web, active: 0},", 19,
+     "timeline[2].when.active is about a server; use it with server: NAME, not probe"),
+    ("when-health-value", "{id: back, at: 5,", "{id: back, when: {server: web1, health: ok},",
+     19, "timeline[2].when.health 'ok' is unknown; choose one of: up, down"),
 ]
+
+
+def test_a_server_condition_needs_a_load_balancer(tmp_path):
+    text = edited(VALID, "{id: back, when: {probe: web, good: 10},",
+                  "{id: back, when: {server: web1, active: 0},")
+    assert error_of(tmp_path, text).endswith(
+        "timeline[1].when.server needs a load balancer; add network.service")
+
+
+def test_a_drained_server_condition_loads(tmp_path):
+    text = edited(LB, "{id: back, at: 5,", "{id: back, when: {server: web1, active: 0},")
+    drill = load_drill(write(tmp_path, text))
+    assert drill["timeline"][2]["when"] == {"server": "web1", "active": 0}
 
 
 @pytest.mark.parametrize("old, new, line, sentence", [c[1:] for c in LB_ERRORS],

@@ -1,0 +1,74 @@
+"""Expectations and measures added for load-balanced and DNS drills, on hand-made
+observations (no network): ``served_by``, and detection by a health check."""
+
+import pytest
+
+from redlab.drill.expect import Observations, evaluate_one, measure
+
+CRASH = {"id": "crash", "at": 2.0, "fault": "host_crash", "host": "web1"}
+
+
+def answers(pattern, step=0.05, start=0.0):
+    """``pattern``: one character per request, ``1``/``2``/``3`` served by web1..3,
+    ``x`` failed; ``d`` a DNS answer listing web2 and web3's addresses."""
+    result = []
+    for n, c in enumerate(pattern):
+        t = round(start + n * step, 3)
+        served = {"x": None, "d": "10.0.0.12,10.0.0.13"}.get(c, "web%s" % c)
+        result.append(dict(t=t, ok=c != "x", latency=0.001, served_by=served,
+                           error="TimeoutError" if c == "x" else None))
+    return result
+
+
+def obs(samples, health=(), masters=()):
+    return Observations(marks={"crash": 1.0}, entries={"crash": CRASH},
+                        samples={"web": samples}, probe_interval={"web": 0.05}, end=3.0,
+                        health=list(health), masters=list(masters),
+                        ips={"web1": "10.0.0.11", "web2": "10.0.0.12"})
+
+
+def served(pattern, host="web2", within=1.0):
+    return evaluate_one({"after": "crash", "served_by": host, "probe": "web",
+                         "within": within}, obs(answers(pattern)))
+
+
+def test_served_by_measures_from_the_entry_to_the_last_change_of_server():
+    # 20 answers before the crash (t < 1.0), then 6 failures, then web2 only
+    result = served("1" * 20 + "x" * 6 + "2" * 20)
+    assert result["passed"] and result["measured"] == pytest.approx(0.3)
+    assert "all 20 answers" in result["reason"]
+
+
+def test_served_by_fails_when_another_server_still_answers_last():
+    result = served("1" * 20 + "2" * 10 + "1")
+    assert not result["passed"] and "the last answer came from web1" in result["reason"]
+
+
+def test_served_by_fails_with_the_measured_value_past_its_deadline():
+    result = served("1" * 20 + "x" * 30 + "2" * 5, within=1.0)
+    assert not result["passed"] and result["measured"] == pytest.approx(1.5)
+
+
+def test_served_by_reads_a_dns_probe_s_answers_by_address():
+    assert served("1" * 20 + "d" * 5)["passed"]
+    assert not served("1" * 20 + "d" * 5, host="web1")["passed"]
+
+
+def test_served_by_needs_a_good_answer():
+    result = served("1" * 20 + "x" * 10)
+    assert not result["passed"] and "no good answer" in result["reason"]
+
+
+def test_a_health_check_marking_a_server_down_is_the_detection():
+    o = obs(answers("1" * 20 + "x" * 10 + "2" * 20),
+            health=[(0.5, "web3", "down"), (1.6, "web1", "down"), (1.7, "web1", "up")])
+    values, intervals = measure(o, {"probes": [{"name": "web"}]})
+    assert values["time_to_detect"] == pytest.approx(0.6)
+    assert values["requests_lost"] == 10
+    assert intervals[0] == dict(name="detect", start=1.0, end=1.6)
+
+
+def test_the_earliest_of_vrrp_and_health_detection_counts():
+    o = obs(answers("1" * 40), health=[(1.6, "web1", "down")], masters=[(1.2, "web2")])
+    assert measure(o, {"probes": [{"name": "web"}]})[0]["time_to_detect"] == \
+        pytest.approx(0.2)
