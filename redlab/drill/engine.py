@@ -84,8 +84,12 @@ def refuse_unsupported(drill):
         _refuse_service(net, topo)
     if _keepalived_changed(net["keepalived"]) and not _vrrp_hosts(topo):
         raise ConfigError("network.keepalived is set but topology %s runs no keepalived; "
-                          "remove network.keepalived" % net["topology"])
+                          "remove network.keepalived" % _topology_name(net))
     return topo
+
+
+def _topology_name(net):
+    return net.get("topology", "declared in network.nodes")
 
 
 def _refuse_service(net, topo):
@@ -93,13 +97,13 @@ def _refuse_service(net, topo):
     if "director" not in topo.hosts():
         raise ConfigError("network.service needs a host named director (the load balancer's "
                           "health checker runs there) and topology %s has none; use "
-                          "service_lan" % net["topology"])
+                          "service_lan" % _topology_name(net))
     ips = {topo.nodeInfo(h).get("ip", "").split("/")[0]: h for h in topo.hosts()}
     for server in net["service"]["real_servers"]:
         if server["ip"] not in ips:
             raise ConfigError("network.service real server %s has ip %s, which no host of "
                               "topology %s has; use one of %s" % (
-                                  server["name"], server["ip"], net["topology"],
+                                  server["name"], server["ip"], _topology_name(net),
                                   ", ".join(sorted(i for i in ips if i))))
 
 
@@ -119,7 +123,9 @@ def build_topology(drill):
     the topology gives a ``vrrp`` mapping (they override the topology's own)."""
     import topologies
     net = drill["network"]
-    topo = topologies.get(net["topology"])(**net["params"])
+    from redlab.drill.schema import topology_spec
+    name, params = topology_spec(net)
+    topo = topologies.get(name)(**params)
     options = dict(net["keepalived"])
     script = options.pop("vrrp_script", None)
     if script is not None:
@@ -178,6 +184,7 @@ class Runner:
             self.net = net
             actions.check_all(self, self.drill["timeline"])
             try:
+                self._setup_network()
                 self._start_probes()
                 self._wait_steady()
                 self._start_recorders()
@@ -220,6 +227,27 @@ class Runner:
     def keepalived(self):
         return {h.name: h.daemons["keepalived"] for h in self.net.hosts
                 if "keepalived" in getattr(h, "daemons", {})}
+
+    def _setup_network(self):
+        """``network.setup`` in order, before the probes start: commands in hosts (each
+        must exit 0: a drill on a half-configured network would measure nothing) and
+        hosts unplugged (the switch side of each of their links goes down)."""
+        from redlab.faults import shell
+        for i, step in enumerate(self.drill["network"].get("setup", ())):
+            if "unplug" in step:
+                for intf in self.net[step["unplug"]].intfList():
+                    link = intf.link
+                    other = link and (link.intf2 if link.intf1 is intf else link.intf1)
+                    if other and other.node in self.net.net.switches:
+                        other.node.cmd("ip link set dev %s down" % other.name)
+                continue
+            host = self.net[step["host"]]
+            status, output = shell(host, step["run"], self.net.run.file(
+                host.name, "setup-%d.txt" % i))
+            if status != 0:
+                raise ConfigError("network.setup[%d] `%s` %s on %s (%s); fix the command" % (
+                    i, step["run"], "timed out" if status is None else "exited %d" % status,
+                    host.name, (output.strip().splitlines() or ["no output"])[-1]))
 
     def _start_probes(self):
         from redlab.probe import Probe
@@ -432,6 +460,10 @@ class Runner:
     # -- the record -------------------------------------------------------------------
     def _event(self, t, lane, kind, label):
         self.events.append(dict(t=t, lane=lane, kind=kind, label=label))
+
+    def event(self, t, lane, kind, label):
+        """An event an action records itself (a command's exit status), on the run's clock."""
+        self._event(t, lane, kind, label)
 
     def _record(self, folder):
         t0 = self.t0

@@ -34,7 +34,11 @@ The fields:
     topology's keepalived daemons (``advert_int``, ``use_vmac``, ``nopreempt``, ``garp``,
     ``garp_master_delay``, a ``vrrp_script`` HTTP check); ``controller``: the os-ken
     switch's options (``garp_reaction``); ``service``: a load-balancer service as in
-    ``service.yaml`` (a mapping, or the path of a service file next to the drill).
+    ``service.yaml`` (a mapping, or the path of a service file next to the drill);
+    ``setup``: what is done, in order, once the network is up and before the probes
+    start: ``{host: H, run: COMMAND}`` (a shell command in host H; it must exit 0) or
+    ``{unplug: H}`` (H's cables out of the switches: the switch side of each of its
+    links goes down, as a cold spare on the shelf).
 ``probes``
     what a client sees, ``interval`` seconds apart with a ``timeout``: ``http`` (``url``),
     ``tcp`` (``host``, ``port``), ``icmp`` (``host``), ``dns`` (``server``, the ``query``d
@@ -48,7 +52,8 @@ The fields:
     (``link: [a, b]``), ``host_crash``, ``daemon_stop`` (``daemon``), ``http_500``,
     ``hang`` (a daemon, nginx unless named), ``controller_kill``, ``lb`` (``action``:
     drain, weight, add or remove a real ``server``, with ``weight`` / ``ip``),
-    ``command`` (``run`` on ``host``), ``keepalived_priority`` (a planned switchover).
+    ``command`` (``run`` on ``host``; ``undo``: the command that reverts it),
+    ``keepalived_priority`` (a planned switchover).
     Each is undone at the end; ``step: undo, of: ID`` undoes one earlier.
 ``expect``
     each ``after`` a timeline entry (judged only once that entry happened) or
@@ -167,12 +172,60 @@ _NETWORK = {
             "properties": {"garp_reaction": {"type": "boolean", "default": True}},
             "additionalProperties": False,
         },
+        "nodes": {
+            "type": "object", "minProperties": 1,
+            "propertyNames": _NAME,
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "role": {"enum": ["client", "web", "dns", "director", "router", "host",
+                                      "switch"], "default": "host"},
+                    "ip": {"type": "string",
+                           "pattern": r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}\Z",
+                           "errorMessage": "{where} must be an address with its prefix, such "
+                                           "as 10.0.0.11/24, got {value!r}"},
+                    "default_route": {"type": "string", "pattern": r"^via \S+\Z",
+                                      "errorMessage": "{where} must be 'via A.B.C.D', got "
+                                                      "{value!r}"},
+                    "routes": {"type": "array", "items": {
+                        "type": "array", "items": {"type": "string"}, "minItems": 2,
+                        "maxItems": 2, "errorMessage": "{where} must be [PREFIX, VIA], got "
+                                                       "{value!r}"}},
+                    "vrrp": {"type": "object"},
+                    "nginx": {"type": "object"},
+                    "dns": {"type": "object"},
+                },
+                "additionalProperties": False,
+            },
+        },
+        "links": {"type": "array", "items": {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+                {"type": "object",
+                 "properties": {"ends": {"type": "array", "items": {"type": "string"},
+                                         "minItems": 2, "maxItems": 2},
+                                "bw": {"type": "number", "exclusiveMinimum": 0},
+                                "delay": {"type": "string", "pattern": r"^\d+(\.\d+)?(us|ms|s)\Z",
+                                          "errorMessage": "{where} must be a delay such "
+                                                          "as 5ms, got {value!r}"},
+                                "loss": {"type": "number", "minimum": 0, "maximum": 100}},
+                 "required": ["ends"], "additionalProperties": False}],
+            "errorMessage": {"anyOf": "{where} must be [A, B] or {{ends: [A, B], bw: MBIT, "
+                                      "delay: 5ms, loss: PERCENT}}, got {value!r}"}}},
+        "setup": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"host": _HOST, "run": {"type": "string", "minLength": 1},
+                           "unplug": _HOST},
+            "anyOf": [{"required": ["host", "run"]}, {"required": ["unplug"]}],
+            "errorMessage": {"anyOf": "{where} needs host: H and run: COMMAND (a command "
+                                      "in a host) or unplug: H (its cables out of the "
+                                      "switches)"},
+            "additionalProperties": False}},
         "service": {"type": ["object", "string"],
                     "errorMessage": "{where} must be a service (a mapping as in "
                                     "service.yaml) or the path of a service file, "
                                     "got {value!r}"},
     },
-    "required": ["topology"],
     "additionalProperties": False,
 }
 
@@ -240,7 +293,8 @@ _TIMELINE_ENTRY = {
             _when("action", "weight", {}, ["weight"]),
             _when("action", "add", {}, ["ip"]),
         ]),
-        _when("fault", "command", {"host": _HOST, "run": {"type": "string", "minLength": 1}},
+        _when("fault", "command", {"host": _HOST, "run": {"type": "string", "minLength": 1},
+                                   "undo": {"type": "string", "minLength": 1}},
               ["host", "run"]),
         _when("fault", "keepalived_priority", {
             "host": _HOST, "priority": {"type": "integer", "minimum": 1, "maximum": 254}},
@@ -336,7 +390,7 @@ class _Checks:
     def __init__(self, drill, folder):
         self.drill = drill
         self.folder = folder
-        self.topology = drill["network"]["topology"]
+        self.topology = drill["network"].get("topology", "declared")
         self.hosts = []
         self.nodes = []
         self.links = set()
@@ -396,6 +450,16 @@ class _Checks:
         import topologies
 
         net = self.drill["network"]
+        self.one_of(("network",), net, "topology", "nodes",
+                    "add topology: NAME (one of topologies/) or nodes: and links:")
+        if "links" in net and "nodes" not in net:
+            self.fail(("network", "links"), "network.links needs network.nodes; declare the "
+                                            "nodes, or use a topology")
+        if "nodes" in net:
+            if net.get("params"):
+                self.fail(("network", "params"), "network.params is for a topology; with "
+                                                 "network.nodes, remove it")
+            return self.declared(net)
         found = topologies.all_topologies()
         if self.topology not in found:
             self.fail(("network", "topology"),
@@ -416,6 +480,20 @@ class _Checks:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             self.fail(("network", "params"), f"network.params do not build topology "
                                              f"{self.topology} ({reason}); fix them")
+        self.learn(topo, net)
+
+    def declared(self, net):
+        """``network.nodes`` and ``links``: built now, so that a link to an unknown node or a
+        daemon option that does not exist is found before anything starts."""
+        import topologies
+        _name, params = topology_spec(net)
+        try:
+            topo = topologies.get("declared")(**params)
+        except ValueError as exc:
+            self.fail(("network", "nodes"), f"network: {exc}")
+        self.learn(topo, net)
+
+    def learn(self, topo, net):
         self.hosts = list(topo.hosts())
         self.nodes = self.hosts + list(topo.switches())
         self.links = {frozenset(link) for link in topo.links()}
@@ -435,6 +513,16 @@ class _Checks:
         except ServiceConfigError as exc:
             self.fail(path + exc.path, f"network.service: {exc}")
         return service_to_dict(svc)
+
+    def setup(self):
+        for i, step in enumerate(self.drill["network"].get("setup", ())):
+            path, where = ("network", "setup", i), f"network.setup[{i}]"
+            if "unplug" in step and ("host" in step or "run" in step):
+                self.fail(path, f"{where} has unplug and {'host' if 'host' in step else 'run'};"
+                                " write one step per entry")
+            for key in ("host", "unplug"):
+                if key in step:
+                    self.host(path + (key,), step[key], f"{where}.{key}")
 
     def probes_(self):
         for i, probe in enumerate(self.drill["probes"]):
@@ -581,11 +669,21 @@ class _Checks:
 
     def run(self):
         self.network()
+        self.setup()
         self.probes_()
         self.timeline()
         self.expectations()
         self.gameday()
         return self.drill
+
+
+def topology_spec(network):
+    """``(topology name, its build() keyword arguments)`` of a drill's network: a
+    topology of ``topologies/`` with ``params``, or ``declared`` from ``nodes`` and
+    ``links``."""
+    if "nodes" in network:
+        return "declared", {"nodes": network["nodes"], "links": network.get("links", [])}
+    return network["topology"], network.get("params", {})
 
 
 def check_drill(data, folder="."):

@@ -263,7 +263,11 @@ ERRORS = [
      "timeline[1].step 'redo' is unknown; choose one of: undo"),
     # missing
     ("drill-missing", "drill: vrrp-crash\n", "", 1, "drill is missing"),
-    ("topology-empty", "topology: vrrp_pair", "topology:", 4, "network.topology is missing"),
+    ("topology-empty", "topology: vrrp_pair", "topology:", 4,
+     "network.topology must be a non-empty string, got None"),
+    ("topology-missing", "  topology: vrrp_pair\n", "", 3,
+     "network has neither topology nor nodes; add topology: NAME (one of topologies/) or "
+     "nodes: and links:"),
     ("url-missing", 'url: "http://10.0.0.100/", ', "", 9,
      "probes[0].url is missing; type http needs it"),
     ("link-missing", "fault: host_crash, host: web1", "fault: link_down", 11,
@@ -281,7 +285,7 @@ ERRORS = [
     # names: hosts, probes, timeline ids, topologies
     ("unknown-topology", "topology: vrrp_pair", "topology: vrrp_par", 4,
      "network.topology 'vrrp_par' is unknown; did you mean 'vrrp_pair'? (choose one of: "
-     "cold_standby, dns_rr, routed, service_lan, vip_takeover, vrrp_pair)"),
+     "cold_standby, declared, dns_rr, routed, service_lan, vip_takeover, vrrp_pair)"),
     ("unknown-topology-param", "params: {}", "params: {server: 3}", 5,
      "network.params of topology vrrp_pair has no field 'server'; did you mean 'servers'? "
      "(fields: use_vmac, advert_int, servers, deploy_from)"),
@@ -523,3 +527,73 @@ def test_a_reference_into_an_empty_timeline_says_what_to_add(tmp_path):
     assert error_of(tmp_path, text) == (
         f"drill file {tmp_path / 'drill.yaml'}, line 4: expect[0].after 'crash' names no "
         "timeline entry; add a timeline entry with id: crash")
+
+
+# --- a network declared node by node ------------------------------------------------------
+
+DECLARED = """\
+drill: declared-pair
+network:
+  nodes:
+    client1: {role: client, ip: 10.0.0.201/24}
+    web1: {role: web, ip: 10.0.0.11/24, vrrp: {vip: 10.0.0.100/24, vrid: 51, priority: 150}}
+    web2: {role: web, ip: 10.0.0.12/24, vrrp: {vip: 10.0.0.100/24, vrid: 51, priority: 100}}
+    s1: {role: switch}
+  links:
+    - [client1, s1]
+    - [web1, s1]
+    - {ends: [web2, s1], delay: 1ms}
+probes:
+  - {name: web, type: http, from: client1, url: "http://10.0.0.100/"}
+timeline:
+  - {id: cut, at: 2, fault: link_down, link: [web1, s1]}
+expect:
+  - {after: cut, vip_held_by_one: {vip: 10.0.0.100, hosts: [web1, web2]}, within: 5}
+"""
+
+
+def test_a_declared_network_loads_and_builds(tmp_path):
+    from redlab.drill.engine import refuse_unsupported
+    drill = load_drill(write(tmp_path, DECLARED))
+    topo = refuse_unsupported(drill)
+    assert sorted(topo.hosts()) == ["client1", "web1", "web2"]
+    assert topo.nodeInfo("web1")["vrrp"]["priority"] == 150
+    assert topo.linkInfo("web2", "s1")["delay"] == "1ms"
+
+
+DECLARED_ERRORS = [
+    ("topology-and-nodes", "network:\n", "network:\n  topology: vrrp_pair\n", 2,
+     "network has both topology and nodes; keep one"),
+    ("link-to-nowhere", "[web1, s1]", "[web1, s2]", 3,
+     "network: links[1] names s2, which is not a node; declare it under nodes"),
+    ("host-alone", "    - [client1, s1]\n", "", 3,
+     "network: host client1 has no link; add one under links"),
+    ("bad-role", "{role: client,", "{role: laptop,", 4,
+     "network.nodes.client1.role 'laptop' is unknown; choose one of: client, web, dns, "
+     "director, router, host, switch"),
+    ("bad-ip", "ip: 10.0.0.201/24", "ip: 10.0.0.201", 4,
+     "network.nodes.client1.ip must be an address with its prefix, such as 10.0.0.11/24, "
+     "got '10.0.0.201'"),
+    ("vrrp-typo", "vrid: 51, priority: 150", "vrid: 51, prio: 150", 3,
+     "network: node web1's vrrp has no option prio; options: vip, vrid, priority"),
+    ("vrrp-on-a-client", "{role: client, ip: 10.0.0.201/24}",
+     "{role: client, ip: 10.0.0.201/24, vrrp: {vip: 10.0.0.100/24}}", 3,
+     "network: node client1 has vrrp, which only a web node runs; set role: web"),
+    ("bad-link", "{ends: [web2, s1], delay: 1ms}", "{ends: [web2, s1], delay: soon}", 11,
+     "network.links[2].delay must be a delay such as 5ms, got 'soon'"),
+    ("bad-link-shape", "[web1, s1]", "[web1, s1, s2]", 10,
+     "network.links[1] must be a list of 2 items, got ['web1', 's1', 's2']"),
+    ("params-with-nodes", "network:\n", "network:\n  params: {servers: 2}\n", 3,
+     "network.params is for a topology; with network.nodes, remove it"),
+]
+
+
+@pytest.mark.parametrize("old, new, line, sentence", [c[1:] for c in DECLARED_ERRORS],
+                         ids=[c[0] for c in DECLARED_ERRORS])
+def test_declared_network_mistakes(tmp_path, old, new, line, sentence):
+    path = tmp_path / "drill.yaml"
+    message = error_of(tmp_path, edited(DECLARED, old, new))
+    assert message.startswith(f"drill file {path}, line {line}: ")
+    assert message.endswith(sentence) if "options:" not in sentence else \
+        sentence.split("; options:")[0] in message
+    assert re.fullmatch(r"[^\n]+", message)
