@@ -36,6 +36,7 @@ from pathlib import Path
 
 from redlab.errors import ConfigError, RedlabError, WaitTimeout
 from redlab.drill import actions
+from redlab.drill.schema import variant as variant_of
 from redlab.drill.expect import (NOT_HAPPENED, Observations, evaluate,  # noqa: F401
                                   expectation_kind, holder_sets, measure)
 from redlab.probe import failure_kind
@@ -139,15 +140,16 @@ def build_topology(drill):
 # the run on a real network
 # ---------------------------------------------------------------------------------------
 
-def run_drill(drill, variant=None, run_folder=None, run_number=1, when_timeout=WHEN_TIMEOUT):
+def run_drill(drill, variant=None, run_folder=None, run_number=1, when_timeout=WHEN_TIMEOUT,
+              label=None):
     """Run ``drill`` (as :func:`redlab.drill.schema.load_drill` returns it) once on a
     fresh network, as its ``variant`` (None: the default); return the run record, also
-    written to ``record.json`` in the run folder."""
-    from redlab.drill.schema import variant as variant_of
-    label = variant or "default"
-    drill = variant_of(drill, label)
+    written to ``record.json`` in the run folder.  ``label`` names the run in the record
+    and the report (default: the variant's name)."""
+    name = variant or "default"
+    drill = variant_of(drill, name)
     topo = refuse_unsupported(drill)
-    runner = Runner(drill, label, run_number, when_timeout)
+    runner = Runner(drill, label or name, run_number, when_timeout)
     record = runner.run(topo, run_folder)
     Path(record["run_folder"]).joinpath("record.json").write_text(
         json.dumps(record, indent=1, default=str))
@@ -625,28 +627,42 @@ class _AllAddresses:
 
 def run_series(drill, repeat=1, compare=None, folder=None, progress=None,
                when_timeout=WHEN_TIMEOUT):
-    """Run the drill ``repeat`` times, each on a fresh network; with ``compare`` (a
-    variant's name) run the default and that variant interleaved (A, B, A, B...), so a
-    slow hour of the machine hits both alike.  Returns ``{label: [record, ...]}``; each
-    run's folder is ``<folder>/runs/<label>-run<N>``.  ``progress(text)`` gets one line
-    per run."""
-    from redlab.drill.schema import variant as variant_of
-    labels = ["default"] + ([compare] if compare else [])
-    for label in labels:                        # every refusal before the first network
-        refuse_unsupported(variant_of(drill, label))
+    """Run the drill ``repeat`` times, each on a fresh network; with ``compare`` run two
+    variants interleaved (A, B, A, B...), so that a slow hour of the machine hits both
+    alike.  ``compare`` is a variant's name (the drill's default against it) or another
+    loaded drill file (this drill against that one).  Returns ``{label: [record, ...]}``;
+    each run's folder is ``<folder>/runs/<label>-run<N>``.  ``progress(text)`` gets one
+    line per run."""
+    plans = series_plan(drill, compare)
+    for label, (data, name) in plans.items():   # every refusal before the first network
+        refuse_unsupported(variant_of(data, name))
     folder = Path(folder)
-    runs = {label: [] for label in labels}
-    total = repeat * len(labels)
+    runs = {label: [] for label in plans}
+    total = repeat * len(plans)
     for n in range(1, repeat + 1):
-        for label in labels:
-            record = run_drill(drill, None if label == "default" else label,
+        for label, (data, name) in plans.items():
+            record = run_drill(data, None if name == "default" else name,
                                run_folder=folder / "runs" / ("%s-run%d" % (label, n)),
-                               run_number=n, when_timeout=when_timeout)
+                               run_number=n, when_timeout=when_timeout, label=label)
             runs[label].append(record)
             if progress:
                 progress("run %d/%d (%s %d): %s" % (sum(map(len, runs.values())), total,
                                                     label, n, run_line(record)))
     return runs
+
+
+def series_plan(drill, compare=None):
+    """``{label: (drill, variant name)}`` of a series: the drill alone, the drill against
+    one of its variants, or the drill against another drill file (labelled by their
+    ``drill:`` names, or ``A``/``B`` when both have the same)."""
+    if compare is None:
+        return {"default": (drill, "default")}
+    if isinstance(compare, str):
+        return {"default": (drill, "default"), compare: (drill, compare)}
+    first, second = drill["drill"], compare["drill"]
+    if first == second:
+        first, second = "%s (A)" % first, "%s (B)" % second
+    return {first: (drill, "default"), second: (compare, "default")}
 
 
 def run_line(record):

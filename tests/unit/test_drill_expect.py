@@ -72,3 +72,16 @@ def test_the_earliest_of_vrrp_and_health_detection_counts():
     o = obs(answers("1" * 40), health=[(1.6, "web1", "down")], masters=[(1.2, "web2")])
     assert measure(o, {"probes": [{"name": "web"}]})[0]["time_to_detect"] == \
         pytest.approx(0.2)
+
+
+def test_a_series_compares_a_variant_or_another_drill_file():
+    from redlab.drill.engine import series_plan
+    a = {"drill": "vrrp-crash", "variants": {"use_vmac": {}}}
+    b = {"drill": "vrrp-crash-tuned", "variants": {}}
+    assert series_plan(a) == {"default": (a, "default")}
+    assert series_plan(a, "use_vmac") == {"default": (a, "default"),
+                                          "use_vmac": (a, "use_vmac")}
+    assert series_plan(a, b) == {"vrrp-crash": (a, "default"),
+                                 "vrrp-crash-tuned": (b, "default")}
+    assert list(series_plan(a, dict(b, drill="vrrp-crash"))) == ["vrrp-crash (A)",
+                                                                  "vrrp-crash (B)"]
