@@ -54,6 +54,21 @@ def _daemon_classes():
     return {"vrrp": ("web", Keepalived), "nginx": ("web", Nginx), "dns": ("dns", Bind)}
 
 
+def daemon_options_error(cls, options):
+    """What is wrong with ``options`` for daemon class ``cls`` (its keyword arguments),
+    as the end of a sentence, or None."""
+    params = inspect.signature(cls.__init__).parameters
+    accepted = [p for p in params if p not in ("self", "node", "options")]
+    for option in options or {}:
+        if option not in accepted:
+            return "has no option %s; options: %s" % (option, ", ".join(accepted))
+    for p in params.values():
+        if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD \
+                and p.name not in ("self", "node") and p.name not in (options or {}):
+            return "needs %s" % p.name
+    return None
+
+
 def _check_options(name, role, spec):
     """A daemon's options must be its class's keyword arguments, on the role that runs it
     (so that a typo fails here, not halfway through starting the network)."""
@@ -66,18 +81,9 @@ def _check_options(name, role, spec):
         if role != wanted:
             raise ValueError("node %s has %s, which only a %s node runs; set role: %s"
                              % (name, key, wanted, wanted))
-        accepted = [p for p in inspect.signature(cls.__init__).parameters
-                    if p not in ("self", "node")]
-        for option in options or {}:
-            if option not in accepted:
-                raise ValueError("node %s's %s has no option %s; options: %s"
-                                 % (name, key, option, ", ".join(accepted)))
-        required = [p.name for p in inspect.signature(cls.__init__).parameters.values()
-                    if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD
-                    and p.name not in ("self", "node")]
-        for option in required:
-            if option not in (options or {}):
-                raise ValueError("node %s's %s needs %s" % (name, key, option))
+        error = daemon_options_error(cls, options)
+        if error:
+            raise ValueError("node %s's %s %s" % (name, key, error))
 
 
 class DeclaredTopo(Topo):

@@ -184,6 +184,7 @@ class Runner:
         name = "drill-%s-%s-%d" % (self.drill["drill"], self.label, self.run_number)
         with self._network(topo, name, run_folder) as net:
             self.net = net
+            self._start_daemons()
             actions.check_all(self, self.drill["timeline"])
             try:
                 self._setup_network()
@@ -218,6 +219,13 @@ class Runner:
                                  topo=topo, **controller) as lb:
             self.lb = lb
             yield lb.network
+
+    def _start_daemons(self):
+        """``network.daemons``: started once the network is up, stopped with its host."""
+        from redlab.drill.schema import daemon_class
+        for spec in self.drill["network"]["daemons"]:
+            host = self.net[spec["host"]]
+            host.start_daemon(daemon_class(spec["daemon"])(host, **spec["options"]))
 
     def control(self, message):
         """One command to the load balancer's control socket; its reply (a dict)."""

@@ -221,6 +221,12 @@ _NETWORK = {
                                       "in a host) or unplug: H (its cables out of the "
                                       "switches)"},
             "additionalProperties": False}},
+        "daemons": {"type": "array", "default": [], "items": {
+            "type": "object",
+            "properties": {"host": _HOST, "daemon": {"enum": list(DAEMONS)},
+                           "options": {"type": "object", "default": {}}},
+            "required": ["host", "daemon"],
+            "additionalProperties": False}},
         "service": {"type": ["object", "string"],
                     "errorMessage": "{where} must be a service (a mapping as in "
                                     "service.yaml) or the path of a service file, "
@@ -500,6 +506,16 @@ class _Checks:
         if "service" in net:
             net["service"] = self.service(net["service"])
 
+    def daemons(self):
+        """``network.daemons``: each on a host of the network, with its class's options."""
+        from topologies.declared import daemon_options_error
+        for n, spec in enumerate(self.drill["network"]["daemons"]):
+            path, where = ("network", "daemons", n), f"network.daemons[{n}]"
+            self.host(path + ("host",), spec["host"], f"{where}.host")
+            error = daemon_options_error(daemon_class(spec["daemon"]), spec["options"])
+            if error:
+                self.fail(path + ("options",), f"{where}: {spec['daemon']} {error}")
+
     def service(self, value):
         """The service as plain data: parsed from the mapping or the file it names."""
         from controllers.service import (ServiceConfigError, load_service, parse_service,
@@ -669,12 +685,20 @@ class _Checks:
 
     def run(self):
         self.network()
+        self.daemons()
         self.setup()
         self.probes_()
         self.timeline()
         self.expectations()
         self.gameday()
         return self.drill
+
+
+def daemon_class(name):
+    """The :mod:`redlab.daemons` class of a daemon's name in a drill file."""
+    from redlab import daemons
+    return {"keepalived": daemons.Keepalived, "nginx": daemons.Nginx, "named": daemons.Bind,
+            "haproxy": daemons.HAProxy, "squid": daemons.Squid}[name]
 
 
 def topology_spec(network):

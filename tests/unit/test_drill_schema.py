@@ -87,7 +87,7 @@ def test_a_valid_drill_loads_with_its_defaults(tmp_path):
     assert drill["network"] == {
         "topology": "vrrp_pair", "params": {},
         "keepalived": {"advert_int": 1, "use_vmac": False, "nopreempt": False, "garp": True},
-        "controller": {"garp_reaction": True}}
+        "controller": {"garp_reaction": True}, "daemons": []}
     assert drill["timeline"][1] == {"id": "back", "when": {"probe": "web", "good": 10},
                                     "step": "undo", "of": "crash"}
     assert drill["gameday"] == {"faults": ["crash"], "restore_within": 60}
@@ -102,7 +102,7 @@ def test_a_minimal_drill_gets_every_default(tmp_path):
         "network": {"topology": "vrrp_pair", "params": {},
                     "keepalived": {"advert_int": 1, "use_vmac": False, "nopreempt": False,
                                    "garp": True},
-                    "controller": {"garp_reaction": True}},
+                    "controller": {"garp_reaction": True}, "daemons": []},
         "probes": [{"name": "p", "type": "icmp", "from": "client1", "host": "web1",
                     "interval": 0.05, "timeout": 0.5}],
         "timeline": [], "expect": [], "variants": {}}
@@ -597,3 +597,20 @@ def test_declared_network_mistakes(tmp_path, old, new, line, sentence):
     assert message.endswith(sentence) if "options:" not in sentence else \
         sentence.split("; options:")[0] in message
     assert re.fullmatch(r"[^\n]+", message)
+
+
+def test_more_daemons_are_checked_against_their_class(tmp_path):
+    haproxy = ("  daemons:\n    - {host: director, daemon: haproxy, options: "
+               "{servers: [{name: web1, ip: 10.0.0.11}], inter: 200ms}}\n")
+    text = edited(LB, "  service:\n", haproxy + "  service:\n")
+    drill = load_drill(write(tmp_path, text))
+    assert drill["network"]["daemons"][0]["options"]["inter"] == "200ms"
+    path = tmp_path / "drill.yaml"
+    assert error_of(tmp_path, text.replace("inter: 200ms", "interval: 200ms")).startswith(
+        f"drill file {path}, line 6: network.daemons[0]: haproxy has no option interval; "
+        "options: servers, port")
+    assert error_of(tmp_path, text.replace("servers: [{name: web1, ip: 10.0.0.11}], ", "")) \
+        == f"drill file {path}, line 6: network.daemons[0]: haproxy needs servers"
+    assert error_of(tmp_path, text.replace("host: director", "host: dns1")).endswith(
+        "network.daemons[0].host 'dns1' names no host of topology service_lan; choose one "
+        "of: client1, director, web1, web2")
