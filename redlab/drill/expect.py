@@ -105,6 +105,9 @@ def expectation_name(item):
     if "served_by" in item:
         return "probe %s served by %s within %s %s" % (item["probe"], item["served_by"],
                                                      _bound(item["within"]), after)
+    if "not_served_by" in item:
+        return "probe %s no longer served by %s within %s %s" % (
+            item["probe"], item["not_served_by"], _bound(item["within"]), after)
     return "%s %s" % (expectation_kind(item), after)
 
 
@@ -137,6 +140,8 @@ def evaluate_one(item, obs):
         return _arp_moved(name, item, obs, start, end)
     if "served_by" in item:
         return _served_by(name, item, obs, start, end)
+    if "not_served_by" in item:
+        return _not_served_by(name, item, obs, start, end)
     return _never_failed(name, item, obs, start, end)
 
 
@@ -289,6 +294,26 @@ def _served_by(name, item, obs, start, end):
     return _result(name, took <= bound, round(took, 3), bound,
                    "all %d answers from %s after the entry came from %s (bound %s)"
                    % (tail, _secs(took), host, _bound(bound)))
+
+
+def _not_served_by(name, item, obs, start, end):
+    """No good answer named the host from some time on (at most ``within`` after the
+    entry) to the window's end."""
+    host, bound = item["not_served_by"], item["within"]
+    good = [s for s in _between(obs.samples.get(item["probe"], []), start, end) if s["ok"]]
+    if not good:
+        return _result(name, False, None, bound, "probe %s got no good answer after the "
+                       "entry" % item["probe"])
+    ip = obs.ips.get(host)
+    named = [s for s in good if served_by(s, host, ip)]
+    if named and named[-1] is good[-1]:
+        return _result(name, False, None, bound, "the last answer still named %s (%s)"
+                       % (host, named[-1].get("served_by")))
+    after = [s for s in good if not named or s["t"] > named[-1]["t"]]
+    took = max(0.0, after[0]["t"] - start) if named else 0.0
+    return _result(name, took <= bound, round(took, 3), bound,
+                   "no answer named %s from %s after the entry on (%d answers; bound %s)"
+                   % (host, _secs(took), len(after), _bound(bound)))
 
 
 def measure(obs, drill):

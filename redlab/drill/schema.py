@@ -58,7 +58,9 @@ The fields:
 ``expect``
     each ``after`` a timeline entry (judged only once that entry happened) or
     ``during: [FROM, TO]``: ``recover_within`` seconds, at most ``max_lost`` requests,
-    ``served_by`` a host, ``vip_held_by_one`` of some hosts (no split brain), a client's
+    ``served_by`` a host (from some time on, every answer
+    came from it), ``not_served_by`` a host (from some time on, no answer named it: a dead
+    server left the pool, or its address left the DNS answers), ``vip_held_by_one`` of some hosts (no split brain), a client's
     ``arp_moved`` to a host's MAC (these three ``within`` a deadline), ``never_failed``.
 ``variants``
     named overrides (mappings merge, lists and values replace) for ``--compare``.
@@ -90,8 +92,8 @@ FAULTS = ("link_down", "host_crash", "daemon_stop", "http_500", "hang", "control
           "lb", "command", "keepalived_priority")
 DAEMONS = ("keepalived", "nginx", "named", "haproxy", "squid")
 LB_ACTIONS = ("drain", "weight", "add", "remove")
-EXPECTATIONS = ("recover_within", "max_lost", "served_by", "vip_held_by_one", "arp_moved",
-                "never_failed")
+EXPECTATIONS = ("recover_within", "max_lost", "served_by", "not_served_by", "vip_held_by_one",
+                "arp_moved", "never_failed")
 DNS_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT")
 
 
@@ -319,6 +321,7 @@ _EXPECTATION = {
         "recover_within": _SECONDS,
         "max_lost": {"type": "integer", "minimum": 0},
         "served_by": _HOST,
+        "not_served_by": _HOST,
         "vip_held_by_one": {
             "type": "object",
             "properties": {"vip": _IPV4,
@@ -336,7 +339,8 @@ _EXPECTATION = {
         "never_failed": _NAME,
     },
     "dependentRequired": {"recover_within": ["probe"], "max_lost": ["probe"],
-                          "served_by": ["probe", "within"], "vip_held_by_one": ["within"],
+                          "served_by": ["probe", "within"],
+                          "not_served_by": ["probe", "within"], "vip_held_by_one": ["within"],
                           "arp_moved": ["within"]},
     "additionalProperties": False,
 }
@@ -661,8 +665,9 @@ class _Checks:
             for key in ("probe", "never_failed"):
                 if key in item:
                     self.probe(path + (key,), item[key], f"{where}.{key}")
-            if "served_by" in item:
-                self.host(path + ("served_by",), item["served_by"], f"{where}.served_by")
+            for key in ("served_by", "not_served_by"):
+                if key in item:
+                    self.host(path + (key,), item[key], f"{where}.{key}")
             for n, name in enumerate(item.get("vip_held_by_one", {}).get("hosts", ())):
                 self.host(path + ("vip_held_by_one", "hosts", n), name,
                           f"{where}.vip_held_by_one.hosts[{n}]")

@@ -85,3 +85,21 @@ def test_a_series_compares_a_variant_or_another_drill_file():
                                  "vrrp-crash-tuned": (b, "default")}
     assert list(series_plan(a, dict(b, drill="vrrp-crash"))) == ["vrrp-crash (A)",
                                                                   "vrrp-crash (B)"]
+
+
+def not_served(pattern, host="web1", within=1.0):
+    return evaluate_one({"after": "crash", "not_served_by": host, "probe": "web",
+                         "within": within}, obs(answers(pattern)))
+
+
+def test_not_served_by_measures_until_the_host_s_last_answer():
+    result = not_served("1" * 20 + "1" * 6 + "x" * 4 + "2" * 20)
+    assert result["passed"] and result["measured"] == pytest.approx(0.5)
+    assert not not_served("1" * 20 + "1" * 30 + "2" * 5)["passed"]       # 1.5 s > 1 s
+    assert "still named web1" in not_served("1" * 20 + "2" * 5 + "1")["reason"]
+
+
+def test_not_served_by_reads_dns_answers_and_holds_from_the_entry():
+    result = not_served("1" * 20 + "d" * 10)
+    assert result["passed"] and result["measured"] == 0.0
+    assert not not_served("1" * 20 + "d" * 10, host="web2")["passed"]
