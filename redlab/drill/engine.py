@@ -501,10 +501,19 @@ class Runner:
         measures, intervals = measure(obs, self.drill)
         events = [dict(e, t=rel(e["t"])) for e in self.events if e["t"] >= t0 - 1e-6]
         events.sort(key=lambda e: e["t"])
+        observed = dict(  # the raw observations, for who needs more than the events
+            holders={vip: [[t, sorted(h)] for t, h in changes]
+                     for vip, changes in obs.holders.items()},
+            arp={"%s %s" % key: [[t, mac] for t, mac in entries]
+                 for key, entries in obs.arp.items()},
+            marks=obs.marks, undone=obs.undone, end=obs.end,
+            controller=[dict(e, t=rel(e["t"])) for e in self._controller_log()
+                        if e["t"] >= t0 and e["event"] != "scheduled"])
         return dict(drill=self.drill["drill"], variant=self.label, run=self.run_number,
                     t0=t0, events=events, samples=samples, probe_interval=obs.probe_interval,
                     measures=measures, intervals=intervals,
-                    expectations=evaluate(self.drill["expect"], obs), run_folder=folder)
+                    expectations=evaluate(self.drill["expect"], obs), observed=observed,
+                    run_folder=folder)
 
     def _probe_samples(self, probe):
         return [dict(t=round(s.t - self.t0, 4), ok=bool(s.ok),

@@ -60,7 +60,7 @@ class Observations:
         return min(faults)[1] if faults else None
 
 
-def _samples(records):
+def as_samples(records):
     return [Sample(seq=n, t=s["t"], end=s["t"] + (s.get("latency") or 0.0), ok=s["ok"],
                    server=s.get("served_by"), error=s.get("error"))
             for n, s in enumerate(records)]
@@ -157,7 +157,7 @@ def _recover_within(name, item, obs, start, end):
     if not samples:
         return _result(name, False, None, bound, "probe %s sent no request after the fault"
                        % item["probe"])
-    timeline = analyse(_samples(samples), start)
+    timeline = analyse(as_samples(samples), start)
     took = timeline.time_to_recover
     if took is None:
         return _result(name, False, None, bound, "service not back %s after the fault "
@@ -172,7 +172,7 @@ def _max_lost(name, item, obs, start, end):
     if not samples:
         return _result(name, False, None, bound, "probe %s sent no request after the fault"
                        % item["probe"])
-    timeline = analyse(_samples(samples), start)
+    timeline = analyse(as_samples(samples), start)
     lost = timeline.requests_lost
     if not timeline.recovered:
         return _result(name, False, lost, bound, "the service never came back: %d of %d "
@@ -327,7 +327,7 @@ def measure(obs, drill):
     start, end = obs.window(fault)
     samples = _between(obs.samples.get(probe, []), start, end)
     detected = detected_at(obs, start, end)
-    timeline = analyse(_samples(samples), start, detected_at=detected) if samples else None
+    timeline = analyse(as_samples(samples), start, detected_at=detected) if samples else None
     lost = timeline.requests_lost if timeline else None
     recover = timeline.time_to_recover if timeline else None
     values = dict(

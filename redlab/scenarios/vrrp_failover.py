@@ -1,5 +1,9 @@
 """VRRP failover: crash the keepalived master, watch the VIP move to the backup.
 
+It is the drill ``drills/vrrp-crash.yaml`` run by the drill engine (one engine for the
+demo, ``redlab run vrrp-failover`` and ``redlab drill``); this module prints its run
+the way the demo always has, and links the drill's report.
+
 The demo runs it twice:
 
 - **default** keepalived: the VIP moves to web2's own MAC; web2's gratuitous ARP
@@ -11,14 +15,14 @@ The demo runs it twice:
   shows what happens without that.)
 """
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from redlab import addressing
-from redlab.faults import host_crash
-from redlab.net import Network
-from redlab.probe import Probe, analyse
-from redlab.wait import wait_until
-from redlab.errors import WaitTimeout
+from redlab.drill.expect import as_samples, holders_at, mac_at
+from redlab.errors import ConfigError
+from redlab.probe import analyse
 
 
 @dataclass
@@ -31,12 +35,14 @@ class FailoverResult:
     vip_holder_after: str
     controller_events: list = field(default_factory=list)
     run_folder: str = ""
+    report: str = ""
 
     def as_dict(self):
         return dict(mode=self.mode, timeline=self.timeline.as_dict(), arp_before=self.arp_before,
                     arp_after=self.arp_after, vip_holder_before=self.vip_holder_before,
                     vip_holder_after=self.vip_holder_after,
-                    controller_events=self.controller_events, run_folder=self.run_folder)
+                    controller_events=self.controller_events, run_folder=self.run_folder,
+                    report=self.report)
 
     def summary(self):
         moved = [e for e in self.controller_events if e["event"] in ("mac_moved", "ip_moved")]
@@ -56,6 +62,8 @@ class FailoverResult:
                     e["ip"], e["old_mac"], e["old_port"], e["new_mac"], e["new_port"],
                     " (gratuitous ARP)" if e["gratuitous"] else ""))
         lines.append("run folder: %s" % self.run_folder)
+        if self.report:
+            lines.append("report (swimlanes of what happened): %s" % self.report)
         return "\n".join(lines)
 
 
@@ -70,42 +78,66 @@ def arp_entry(host, ip):
     return host.cmd("ip neigh show %s" % ip).strip()
 
 
-def run(use_vmac=False, garp_reaction=True, run_folder=None, recover_timeout=15.0,
-        interval=0.05, name=None):
-    """Build the VRRP pair, crash the master under a probe, return a FailoverResult."""
-    from topologies.vrrp_pair import VRRPPairTopo
+DRILL = Path(__file__).resolve().parents[2] / "drills" / "vrrp-crash.yaml"
+
+
+def variant_name(use_vmac, garp_reaction):
+    if not garp_reaction:
+        if not use_vmac:
+            raise ConfigError("--no-garp-reaction shows what use_vmac needs; add --vmac")
+        return "no_garp_reaction"
+    return "use_vmac" if use_vmac else "default"
+
+
+def run(use_vmac=False, garp_reaction=True, run_folder=None, name=None):
+    """Run ``drills/vrrp-crash.yaml`` (its variant for these options) once with the drill
+    engine and return the :class:`FailoverResult` the demo prints, plus the drill's own
+    report (swimlanes) in the run folder."""
+    from redlab.drill.engine import run_drill
+    from redlab.drill.report import write_report
+    from redlab.drill.schema import load_drill
+    from redlab.runs import run_root
+    label = variant_name(use_vmac, garp_reaction)
+    folder = Path(run_folder) if run_folder else run_root() / (
+        "%s-%s" % (name or "vrrp-failover-%s" % label, time.strftime("%Y%m%d-%H%M%S")))
+    record = run_drill(load_drill(DRILL), None if label == "default" else label,
+                       run_folder=folder / "run")
+    report = write_report(folder / "report", {label: [record]})
+    return from_record(record, label, use_vmac, garp_reaction, str(report.html))
+
+
+def from_record(record, label, use_vmac, garp_reaction, report=""):
+    """The demo's summary of one drill run record."""
     mode = ("use_vmac" if use_vmac else "default (physical MAC + GARP)") + \
         ("" if garp_reaction else ", controller without GARP reaction")
-    vip = addressing.vip(1)
-    topo = VRRPPairTopo(use_vmac=use_vmac)
-    with Network(topo, name=name or ("vrrp-vmac" if use_vmac else "vrrp-default"),
-                 run_folder=run_folder,
-                 controller_config={"garp_reaction": garp_reaction}) as net:
-        web1, web2, client = net["web1"], net["web2"], net["client1"]
-        wait_until(lambda: (web1.daemons["keepalived"].current_state() == "MASTER",
-                            web1.daemons["keepalived"].transitions()),
-                   10, "web1 to become VRRP master")
-        probe = Probe(client, "http://%s/" % vip, interval=interval,
-                      max_seconds=recover_timeout + 15)
-        with probe:
-            probe.wait_good(5, timeout=10)
-            arp_before = arp_entry(client, vip)
-            holder_before = vip_holder(net, vip, ("web1", "web2"))
-            fault = host_crash(net, web1)
-            try:
-                probe.wait_good(10, timeout=recover_timeout, since=fault.at)
-            except WaitTimeout:
-                pass                      # not recovered: the timeline says so
-        samples = probe.samples()
-        promoted = [t for t, state in web2.daemons["keepalived"].transitions()
-                    if state == "MASTER" and t >= fault.at]
-        timeline = analyse(samples, fault.at, detected_at=promoted[0] if promoted else None)
-        return FailoverResult(
-            mode=mode, timeline=timeline, arp_before=arp_before,
-            arp_after=arp_entry(client, vip), vip_holder_before=holder_before,
-            vip_holder_after=vip_holder(net, vip, ("web2",)) or "nobody",
-            controller_events=[e for e in net.controller.events() if e["t"] >= fault.at],
-            run_folder=str(net.run.path))
+    observed, vip = record["observed"], addressing.vip(1)
+    fault = observed["marks"]["crash"]
+    samples = as_samples(record["samples"]["web"])
+    detected = record["measures"]["time_to_detect"]
+    timeline = analyse(samples, fault, detected_at=None if detected is None
+                       else fault + detected)
+    holders = observed["holders"].get(vip, [])
+    arp = observed["arp"].get("client1 %s" % vip, [])
+    return FailoverResult(
+        mode=mode, timeline=timeline,
+        arp_before=_arp_line(vip, mac_at(arp, fault)),
+        arp_after=_arp_line(vip, mac_at(arp, observed["end"])),
+        vip_holder_before=_holder(holders_at(_sets(holders), fault)),
+        vip_holder_after=_holder(holders_at(_sets(holders), 1e9)) or "nobody",
+        controller_events=[e for e in observed["controller"] if e["t"] >= fault],
+        run_folder=record["run_folder"], report=report)
+
+
+def _sets(holders):
+    return [(t, frozenset(hosts)) for t, hosts in holders]
+
+
+def _holder(hosts):
+    return ", ".join(sorted(hosts)) or None
+
+
+def _arp_line(ip, mac):
+    return "%s lladdr %s" % (ip, mac) if mac else ""
 
 
 def demo(run_folder=None, out=print):
@@ -119,5 +151,3 @@ def demo(run_folder=None, out=print):
         out("")
         results.append(result)
     return results
-
-

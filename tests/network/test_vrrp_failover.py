@@ -8,6 +8,7 @@ as the run without that reaction shows.
 
 import json
 import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 from redlab import addressing as ap
@@ -48,6 +49,8 @@ def test_default_keepalived_moves_vip_to_backup_mac(redlab_cmd, run_folder):
 def test_use_vmac_recovers_through_the_controller_garp_reaction(run_folder):
     result = vrrp_failover.run(use_vmac=True, run_folder=run_folder)
     assert_failed_over(result)
+    assert "report (swimlanes of what happened)" in result.summary()
+    assert Path(result.report).is_file()
     assert VMAC in result.arp_before and VMAC in result.arp_after
     moved = [e for e in result.controller_events if e["event"] == "mac_moved"]
     assert len(moved) == 1 and moved[0]["mac"] == VMAC and moved[0]["flows_replaced"]
@@ -55,8 +58,7 @@ def test_use_vmac_recovers_through_the_controller_garp_reaction(run_folder):
 
 
 def test_use_vmac_without_garp_reaction_never_recovers(run_folder):
-    result = vrrp_failover.run(use_vmac=True, garp_reaction=False, run_folder=run_folder,
-                               recover_timeout=6)
+    result = vrrp_failover.run(use_vmac=True, garp_reaction=False, run_folder=run_folder)
     t = result.timeline
     assert result.vip_holder_after == "web2"        # keepalived did its part ...
     assert t.time_to_detect is not None
