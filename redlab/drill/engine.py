@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_PROBES = ("http",)
 SUPPORTED_EXPECTATIONS = ("recover_within", "max_lost", "vip_held_by_one", "arp_moved",
-                          "never_failed", "served_by", "not_served_by")
+                          "never_failed", "served_by", "not_served_by", "fails_within")
 STEADY_GOOD = 5             # answers in a row before the timeline starts
 RECOVERED_GOOD = 10         # answers in a row that end a run after its last fault
 STEADY_TIMEOUT = 20.0

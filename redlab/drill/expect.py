@@ -108,6 +108,9 @@ def expectation_name(item):
     if "not_served_by" in item:
         return "probe %s no longer served by %s within %s %s" % (
             item["probe"], item["not_served_by"], _bound(item["within"]), after)
+    if "fails_within" in item:
+        return "probe %s noticed within %s %s" % (item["probe"], _bound(item["fails_within"]),
+                                                  after)
     return "%s %s" % (expectation_kind(item), after)
 
 
@@ -142,6 +145,8 @@ def evaluate_one(item, obs):
         return _served_by(name, item, obs, start, end)
     if "not_served_by" in item:
         return _not_served_by(name, item, obs, start, end)
+    if "fails_within" in item:
+        return _fails_within(name, item, obs, start, end)
     return _never_failed(name, item, obs, start, end)
 
 
@@ -314,6 +319,22 @@ def _not_served_by(name, item, obs, start, end):
     return _result(name, took <= bound, round(took, 3), bound,
                    "no answer named %s from %s after the entry on (%d answers; bound %s)"
                    % (host, _secs(took), len(after), _bound(bound)))
+
+
+def _fails_within(name, item, obs, start, end):
+    """The probe saw the fault: a request sent in the window failed, and its answer (or
+    timeout) came at most ``fails_within`` seconds after the entry."""
+    bound = item["fails_within"]
+    failed = [s for s in _between(obs.samples.get(item["probe"], []), start, end)
+              if not s["ok"]]
+    if not failed:
+        return _result(name, False, None, bound, "probe %s never failed in the window (%s)"
+                       % (item["probe"], _secs(end - start)))
+    first = failed[0]
+    took = first["t"] + (first.get("latency") or 0.0) - start
+    return _result(name, took <= bound, round(took, 3), bound,
+                   "first failure (%s) %s after the entry (bound %s)"
+                   % (first.get("error") or "failed", _secs(took), _bound(bound)))
 
 
 def measure(obs, drill):

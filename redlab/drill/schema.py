@@ -61,7 +61,9 @@ The fields:
     ``served_by`` a host (from some time on, every answer
     came from it), ``not_served_by`` a host (from some time on, no answer named it: a dead
     server left the pool, or its address left the DNS answers), ``vip_held_by_one`` of some hosts (no split brain), a client's
-    ``arp_moved`` to a host's MAC (these three ``within`` a deadline), ``never_failed``.
+    ``arp_moved`` to a host's MAC (these three ``within`` a deadline), ``never_failed``
+    (a probe that must not notice), ``fails_within`` seconds (a probe that must notice:
+    a health check's view of a fault).
 ``variants``
     named overrides (mappings merge, lists and values replace) for ``--compare``.
 ``gameday``
@@ -93,7 +95,7 @@ FAULTS = ("link_down", "host_crash", "daemon_stop", "http_500", "hang", "control
 DAEMONS = ("keepalived", "nginx", "named", "haproxy", "squid")
 LB_ACTIONS = ("drain", "weight", "add", "remove")
 EXPECTATIONS = ("recover_within", "max_lost", "served_by", "not_served_by", "vip_held_by_one",
-                "arp_moved", "never_failed")
+                "arp_moved", "never_failed", "fails_within")
 DNS_TYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT")
 
 
@@ -337,10 +339,12 @@ _EXPECTATION = {
             "additionalProperties": False,
         },
         "never_failed": _NAME,
+        "fails_within": _SECONDS,
     },
     "dependentRequired": {"recover_within": ["probe"], "max_lost": ["probe"],
                           "served_by": ["probe", "within"],
-                          "not_served_by": ["probe", "within"], "vip_held_by_one": ["within"],
+                          "not_served_by": ["probe", "within"],
+                          "fails_within": ["probe"], "vip_held_by_one": ["within"],
                           "arp_moved": ["within"]},
     "additionalProperties": False,
 }

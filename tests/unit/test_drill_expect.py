@@ -103,3 +103,14 @@ def test_not_served_by_reads_dns_answers_and_holds_from_the_entry():
     result = not_served("1" * 20 + "d" * 10)
     assert result["passed"] and result["measured"] == 0.0
     assert not not_served("1" * 20 + "d" * 10, host="web2")["passed"]
+
+
+def test_fails_within_is_when_the_first_failure_ended():
+    item = {"after": "crash", "fails_within": 0.5, "probe": "web"}
+    failing = answers("1" * 20 + "1" * 4 + "x" * 6 + "2" * 5)   # sent at 1.2 s, ends 1.201
+    result = evaluate_one(item, obs(failing))
+    assert result["passed"] and result["measured"] == pytest.approx(0.201)
+    assert "TimeoutError" in result["reason"]
+    assert not evaluate_one(dict(item, fails_within=0.1), obs(failing))["passed"]
+    result = evaluate_one(item, obs(answers("1" * 40)))
+    assert not result["passed"] and "never failed" in result["reason"]

@@ -207,7 +207,7 @@ ERRORS = [
     ("unknown-expectation-key", "max_lost: 10,", "max_loss: 10,", 15,
      "expect[1] has no field 'max_loss'; did you mean 'max_lost'? (fields: after, during, "
      "probe, within, recover_within, max_lost, served_by, not_served_by, vip_held_by_one, "
-     "arp_moved, never_failed)"),
+     "arp_moved, never_failed, fails_within)"),
     # wrong types
     ("interval-not-a-number", "interval: 0.05", "interval: fast", 9,
      "probes[0].interval must be a number of seconds > 0, got 'fast'"),
@@ -354,7 +354,7 @@ ERRORS = [
      "expect[4] checks max_lost and never_failed; write one entry per check"),
     ("no-check", "{during: [crash, back], never_failed: web}", "{during: [crash, back]}", 18,
      "expect[4] checks nothing; add one of recover_within, max_lost, served_by, "
-     "not_served_by, vip_held_by_one, arp_moved, never_failed"),
+     "not_served_by, vip_held_by_one, arp_moved, never_failed, fails_within"),
     ("link-unknown-node", "fault: host_crash, host: web1", "fault: link_down, link: [s1, web9]",
      11, "timeline[0].link 'web9' is not a node of topology vrrp_pair; did you mean 'web2'? "
      "(nodes: client1, web1, web2, s1)"),
