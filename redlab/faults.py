@@ -164,6 +164,127 @@ def controller_kill(net):
     return Fault("controller killed", undo)
 
 
+def keepalived_priority(keepalived, priority):
+    """A planned switchover: ``keepalived`` takes a new VRRP priority, live (a reload).
+
+    A reload keeps each instance's state and only changes what the next election sees
+    (measured with keepalived 2.2.7 on vrrp_pair): with preempt, a BACKUP raised above
+    the master discards the master's adverts ("received lower priority advert -
+    discarding") and takes the VIP when its master-down timer runs out (3 x advert_int
+    + skew), and the old master steps down at the new master's first advert.  Only a
+    request in flight at the handover can fail (its SYN reached the old master, its data
+    the new one after the gratuitous ARP: reset; seen once in three runs).  A MASTER
+    lowered below a backup keeps the VIP until that backup's timer runs out.  The undo
+    puts the old priority back the same way.
+    """
+    old = keepalived.priority
+    keepalived.set_priority(priority)
+    return Fault("%s priority %d -> %d" % (keepalived.where, old, priority),
+                 lambda: keepalived.set_priority(old))
+
+
+COMMAND_TIMEOUT = 60.0
+
+
+class Command(Fault):
+    """A shell command run in a host (:func:`command`), and the one that undoes it."""
+
+    def __init__(self, node, run, undo=None, name="command", timeout=COMMAND_TIMEOUT,
+                 on_result=None):
+        self.node, self.command, self.undo_command = node, run, undo
+        self.name, self.timeout, self.on_result = name, timeout, on_result
+        self.results = []
+        super().__init__("%s: `%s`" % (node.name, run), self._undo_command)
+
+    def do(self):
+        self.at = time.time()
+        self.description += " " + _outcome(self._run("run", self.command))
+        if self.undo_command is None:
+            self.description += "; no undo command, so its undo does nothing"
+        return self
+
+    @property
+    def status(self):
+        return self.results[0]["status"]
+
+    @property
+    def output(self):
+        return self.results[0]["output"]
+
+    def _undo_command(self):
+        if self.undo_command is not None:
+            self._run("undo", self.undo_command)
+
+    def _run(self, step, command):
+        suffix = "" if step == "run" else "." + step
+        path = self.node.run.folder(self.node.name, "commands") / (self.name + suffix + ".txt")
+        began = time.time()
+        status, output = shell(self.node, command, path, self.timeout)
+        result = dict(step=step, command=command, status=status, output=output, began=began,
+                      ended=time.time(), host=self.node.name, file=str(path))
+        with open(path, "a") as log:
+            log.write("%s%s\n" % ("" if output.endswith("\n") or not output else "\n",
+                                  _outcome(result)))
+        self.results.append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+
+def command(node, run, undo=None, name="command", timeout=COMMAND_TIMEOUT, on_result=None):
+    """An operator's step: ``run`` (a shell command, such as an upgrade step) in ``node``;
+    the undo runs ``undo`` (None: the undo does nothing, and the description says so).
+
+    A command that fails is a result, not an error: each run's exit status (None when
+    it was killed after ``timeout`` seconds), output and times are in ``fault.results``
+    (``fault.status`` and ``fault.output`` for the command itself), in the description,
+    and in the host's run folder (``<run>/<host>/commands/<name>.txt``, and
+    ``<name>.undo.txt``); ``on_result(result)`` hears of each as it ends.
+    """
+    return Command(node, run, undo, name, timeout, on_result).do()
+
+
+def _outcome(result):
+    """``exited 0 (took 0.01 s)``, with the output's last line when there is one."""
+    took = result["ended"] - result["began"]
+    what = "killed after %.0f s" % took if result["status"] is None else \
+        "exited %d" % result["status"]
+    lines = result["output"].strip().splitlines()
+    return "%s (took %.2f s)%s" % (what, took, ": %s" % lines[-1].strip() if lines else "")
+
+
+def shell(node, command, log, timeout=COMMAND_TIMEOUT):
+    """Run ``command`` with ``sh -c`` inside ``node`` (in the host's run folder) and
+    return ``(exit status, output)``; the output (stdout and stderr) goes to the file
+    ``log`` after a ``$ command`` line.
+
+    The command runs in a process group of its own, killed when ``sh`` ends: what it put
+    in the background (``&``) does not outlive the step, and a background job holding
+    the output open cannot stall the timeline.  Past ``timeout`` (or if the caller is
+    interrupted) the group is killed and the status is None."""
+    import subprocess
+    with open(log, "w") as out:
+        out.write("$ %s\n" % command)
+        out.flush()
+        start = out.tell()
+        proc = node.popen(["sh", "-c", command], stdout=out, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, cwd=str(node.run.folder(node.name)))
+    status = None
+    try:
+        status = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)     # mnexec -d: sh leads its own group
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    with open(log, errors="replace") as out:
+        out.seek(start)
+        return status, out.read()
+
+
 class GarpDrop(Fault):
     """A :class:`Fault` whose ``dropped()`` says how many gratuitous ARPs it dropped."""
 

@@ -15,6 +15,7 @@ import time
 
 from redlab.daemons.base import Daemon
 from redlab.errors import ConfigError
+from redlab.wait import wait_until
 
 NOTIFY = """#!/bin/sh
 # keepalived notify: TYPE NAME STATE PRIORITY
@@ -119,6 +120,30 @@ class Keepalived(Daemon):
         if self.garp_filter is not None:
             self.garp_filter.undo()
             self.garp_filter = None
+
+    def set_priority(self, priority, timeout=10.0):
+        """Take ``priority`` live: re-render, dry-run, reload (SIGHUP) and wait until
+        keepalived logs "Reload complete".
+
+        A reload keeps each instance's state (a MASTER stays MASTER); the new priority
+        only counts at the next election (see :func:`redlab.faults.keepalived_priority`).
+        A keepalived that is not running takes it at its next start."""
+        if not 1 <= priority <= 255:
+            raise ConfigError("%s: priority must be 1-255, not %r" % (self.where, priority))
+        self.priority = priority
+        if not self.running:
+            return self
+        done = self._reloads()
+        self.reload()
+        wait_until(lambda: (self._reloads() > done, self.log_tail()), timeout,
+                   "%s to finish its reload" % self.where)
+        return self
+
+    def _reloads(self):
+        try:
+            return self.log_file.read_text(errors="replace").count("Reload complete")
+        except FileNotFoundError:
+            return 0
 
     def transitions(self):
         """``[(time, state), ...]`` from the notify script, oldest first."""

@@ -346,6 +346,9 @@ def measure(obs, drill):
     if fault is None:
         return empty, []
     start, end = obs.window(fault)
+    later = [t for i, t in obs.marks.items() if t is not None and t > start
+             and "fault" in obs.entries.get(i, {})]
+    end = min([end] + later)        # a later fault's failures are not this one's
     samples = _between(obs.samples.get(probe, []), start, end)
     detected = detected_at(obs, start, end)
     timeline = analyse(as_samples(samples), start, detected_at=detected) if samples else None

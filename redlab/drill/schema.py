@@ -643,6 +643,9 @@ class _Checks:
         if service is None:
             return      # the topology's own service: known only once it runs
         names = [s["name"] for s in service["real_servers"]]
+        names += [e["server"] for e in self.drill["timeline"]     # added by an earlier entry
+                  if e is not entry and e.get("fault") == "lb" and e.get("action") == "add"
+                  and self.drill["timeline"].index(e) < self.drill["timeline"].index(entry)]
         if entry["action"] == "add":
             if entry["server"] in names:
                 self.fail(path + ("server",), f"{where}.server {entry['server']!r} is "

@@ -67,7 +67,8 @@ def test_an_expectation_after_a_fault_that_never_happens_fails(run_folder):
         [(False, NOT_HAPPENED)] * 2
     assert not [e for e in record["events"] if e["lane"] == "fault" and e["kind"] == "mark"]
     skipped = first(record["events"], "fault", "crash skipped")
-    assert "never saw 3 failed answers in a row within 2 s" in skipped["label"]
+    assert "probe web seeing 3 failed answers in a row never held within 2 s" in \
+        skipped["label"]
     assert all(s["ok"] for s in record["samples"]["web"])
     assert set(record["measures"].values()) == {None}
 

@@ -114,3 +114,11 @@ def test_fails_within_is_when_the_first_failure_ended():
     assert not evaluate_one(dict(item, fails_within=0.1), obs(failing))["passed"]
     result = evaluate_one(item, obs(answers("1" * 40)))
     assert not result["passed"] and "never failed" in result["reason"]
+
+
+def test_the_measures_of_the_first_fault_stop_at_the_next_fault():
+    second = {"id": "second", "at": 2.0, "fault": "host_crash", "host": "web2"}
+    o = obs(answers("1" * 20 + "x" * 4 + "2" * 16 + "x" * 10 + "3" * 10))
+    o.entries["second"], o.marks["second"] = second, 2.0
+    values, _ = measure(o, {"probes": [{"name": "web"}]})
+    assert values["requests_lost"] == 4 and values["time_to_recover"] == pytest.approx(0.2)

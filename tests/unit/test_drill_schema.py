@@ -614,3 +614,14 @@ def test_more_daemons_are_checked_against_their_class(tmp_path):
     assert error_of(tmp_path, text.replace("host: director", "host: dns1")).endswith(
         "network.daemons[0].host 'dns1' names no host of topology service_lan; choose one "
         "of: client1, director, web1, web2")
+
+
+def test_a_server_added_by_an_earlier_entry_can_be_drained(tmp_path):
+    text = edited(LB, "{id: drain, at: 1, fault: lb, action: drain, server: web1}",
+                  "{id: add, at: 0.5, fault: lb, action: add, server: web3, ip: 10.0.0.13}\n"
+                  "  - {id: drain, at: 1, fault: lb, action: drain, server: web3}")
+    assert load_drill(write(tmp_path, text))["timeline"][1]["server"] == "web3"
+    text = edited(LB, "{id: drain, at: 1, fault: lb, action: drain, server: web1}",
+                  "{id: drain, at: 1, fault: lb, action: drain, server: web3}\n"
+                  "  - {id: add, at: 2, fault: lb, action: add, server: web3, ip: 10.0.0.13}")
+    assert "names no real server" in error_of(tmp_path, text)
