@@ -258,23 +258,56 @@ def cmd_bundle(args):
 
 
 def cmd_drill(args):
-    """Run a drill file (redlab/drill/engine.py), repeated or compared, and report it."""
+    """Run a drill file (redlab/drill/engine.py), repeated or compared, and report it; or
+    one game day (--gameday, redlab/drill/gameday.py); or one run with the Mininet CLI
+    after its timeline (--cli)."""
     from pathlib import Path
-    from redlab.drill import engine, stats
+    from redlab.drill import engine, gameday, stats
     from redlab.drill.report import write_report
     from redlab.drill.schema import load_drill
     from redlab.runs import run_root
+    _refuse_drill_options(args)
     drill = load_drill(args.file)
+    if args.gameday:
+        gameday.check_gameday(drill)
+    elif gameday.gameday_only(drill):
+        raise RedlabError("drill %s is a game day (its timeline holds only the game day's "
+                          "faults and it expects nothing); run it with --gameday"
+                          % drill["drill"])
     folder = Path(args.report) if args.report else run_root() / (
         "drill-%s-%s" % (drill["drill"], time.strftime("%Y%m%d-%H%M%S")))
-    runs = engine.run_series(drill, repeat=args.repeat, compare=args.compare, folder=folder,
-                             progress=lambda line: print(line, flush=True))
+    if args.gameday:
+        record = gameday.run_gameday(drill, seed=args.seed,
+                                     run_folder=folder / "runs" / "gameday-run1")
+        report = write_report(folder, {"gameday": [record]})
+        print("\n".join(gameday.result_lines(record)))
+        print("report: %s" % report.html)
+        return 0 if record["gameday"]["met"] else 1
+    if args.cli:
+        record = gameday.run_with_cli(drill, run_folder=folder / "runs" / "default-run1")
+        print(engine.run_line(record))
+        runs = {"default": [record]}
+    else:
+        runs = engine.run_series(drill, repeat=args.repeat, compare=args.compare,
+                                 folder=folder, progress=lambda line: print(line, flush=True))
     labels = list(runs)
     comparison = stats.compare(runs[labels[0]], runs[labels[1]]) if args.compare else None
     report = write_report(folder, runs, comparison)
     _print_drill_table(runs, comparison)
     print("report: %s" % report.html)
     return 0 if engine.all_met(runs) else 1
+
+
+def _refuse_drill_options(args):
+    """Options of `redlab drill` that do not go together, refused before anything starts."""
+    if args.seed is not None and not args.gameday:
+        raise RedlabError("--seed chooses a game day's fault; add --gameday or drop --seed")
+    if args.gameday and args.cli:
+        raise RedlabError("--gameday already opens the Mininet CLI; drop --cli")
+    one = "--gameday" if args.gameday else "--cli" if args.cli else None
+    if one and (args.repeat != 1 or args.compare):
+        raise RedlabError("%s is one run on one network with you at its CLI; drop %s"
+                          % (one, "--repeat" if args.repeat != 1 else "--compare"))
 
 
 def _print_drill_table(runs, comparison):
@@ -401,6 +434,16 @@ def build_parser():
                         "they differ")
     p.add_argument("--report", metavar="DIR",
                    help="the report folder (default: a new folder in the run root)")
+    p.add_argument("--gameday", action="store_true",
+                   help="a game day: one of the file's gameday faults, chosen at random and "
+                        "not shown, breaks the service; you restore it at the Mininet CLI "
+                        "and are scored against the file's targets")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="with --gameday: the seed of the choice (the same seed, the same "
+                        "fault at the same moment)")
+    p.add_argument("--cli", action="store_true",
+                   help="the Mininet CLI on the drill's network after its timeline ran, "
+                        "before it is torn down (your commands are recorded)")
     p.set_defaults(func=cmd_drill)
 
     p = sub.add_parser("lb", help="operate the running load balancer (like ipvsadm)")
