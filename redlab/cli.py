@@ -133,20 +133,10 @@ def cmd_run(args):
 
 def run_lb(args):
     from redlab.lb import load, web_service
-    from redlab.scenarios.lb import LoadBalancedService
+    from redlab.scenarios.lb import run_scenario
     service = load(args.service) if args.service else web_service(
         lb_algo=args.algo, lb_kind=args.kind, check=args.check)
-    with LoadBalancedService(service) as lab:
-        print("load balancer up: VIP %s:%d, run folder %s" % (service.vip, service.port,
-                                                              lab.network.run.path), flush=True)
-        if args.cli:
-            print("try: client1 curl -s http://%s/   (and `redlab lb status` in another shell)"
-                  % service.vip)
-        if not hold_or_cli(args, lab.network):
-            answers = [lab.get()[1] for _ in range(args.requests)]
-            print("%d requests from client1 to the VIP were served by: %s"
-                  % (len(answers), " ".join(str(a) for a in answers)))
-        print(lab.status_text())
+    run_scenario(service, requests=args.requests, cli=args.cli, hold=args.hold)
     return 0
 
 

@@ -1,13 +1,15 @@
 """Probe: what a client saw, turned into a failover timeline.
 
-:class:`Probe` runs :mod:`redlab.probe_agent` inside a client host.  :func:`analyse`
-turns its samples and the moment a fault was injected into a :class:`Timeline`:
+:class:`Probe` runs :mod:`redlab.probe_agent` inside a client host: HTTP, TCP, ICMP or
+DNS requests, on a sequential or a fixed schedule.  :func:`analyse` turns its samples and
+the moment a fault was injected into a :class:`Timeline`:
 
 - **time to detect**: fault -> the system noticed (an event: keepalived's backup
   entering MASTER, a health check marking a server down), when an event is given;
 - **time to recover**: fault -> the first request of the run of good answers that
   lasts to the end of the probe (resolution: the probe interval);
-- **requests lost**: requests sent at or after the fault that failed;
+- **requests lost**: requests sent at or after the fault that failed (on the fixed
+  schedule, one request per interval whatever happens: lost x interval ~ the outage);
 - **served before / after**: who answered before the fault and after recovery.
 """
 
@@ -15,6 +17,7 @@ import collections
 from dataclasses import dataclass, field
 
 from redlab.agent import HostAgent
+from redlab.errors import ConfigError
 from redlab.wait import wait_until
 
 
@@ -118,11 +121,15 @@ def analyse(samples, fault_at, detected_at=None):
 
 
 def failure_kind(status, error):
-    """What a user got instead of the page: ``HTTP 500``, or the error's type
-    (``TimeoutError``, ``ConnectionRefusedError``)."""
-    if status is not None:
+    """What a user got instead of a good answer, in a few words: ``HTTP 500`` (an HTTP
+    status is an int), else the error's kind (``TimeoutError``, ``ConnectionRefusedError``,
+    ``HostUnreachable``, ``NXDOMAIN``, ``NoAnswer``, ``ProbeOverload``), else a non-HTTP
+    status (a DNS rcode)."""
+    if isinstance(status, int) and not isinstance(status, bool):
         return "HTTP %s" % status
-    return (error or "error").split(":")[0]
+    if error:
+        return error.split(":")[0]
+    return str(status) if status is not None else "error"
 
 
 def _kind(sample):
@@ -130,29 +137,99 @@ def _kind(sample):
 
 
 class Probe(HostAgent):
-    """A bounded request loop from inside ``host`` to ``url``; samples in the run folder."""
+    """A bounded request loop from inside ``host``; samples in the run folder.
+
+    ``Probe(host, url)`` is the HTTP probe on the sequential schedule (the next request
+    leaves ``interval`` after the previous one ended), as labs and scenarios were tuned
+    for.  Other kinds name their ``target`` (``tcp``: host and port, ``icmp``: host,
+    ``dns``: server, query and qtype, addresses already resolved), and
+    ``schedule="fixed"`` sends one request every ``interval`` whatever the earlier ones
+    do (see :mod:`redlab.probe_agent`); :meth:`from_spec` builds one from a drill file's
+    probe.
+    """
 
     module = "redlab.probe_agent"
     what = "probe"
+    TARGETS = {"http": ("url",), "tcp": ("host", "port"), "icmp": ("host",),
+               "dns": ("server", "query", "qtype")}
 
-    def __init__(self, host, url, name="probe", interval=0.05, timeout=0.5, max_seconds=60.0,
-                 max_requests=None):
+    def __init__(self, host, url=None, name="probe", interval=0.05, timeout=0.5,
+                 max_seconds=60.0, max_requests=None, kind="http", target=None,
+                 schedule="sequential"):
         super().__init__(host, host.run.file(host.name, "%s.jsonl" % name))
-        self.url = url
+        self.kind = kind
+        self.target = dict(target or {})
+        if url is not None:
+            self.target["url"] = url
+        if kind == "dns":
+            self.target.setdefault("qtype", "A")
+        self._check_target()
+        self.url = self.target.get("url")
         self.interval = interval
         self.timeout = timeout
+        self.schedule = schedule
         self.max_seconds = max_seconds
         self.max_requests = max_requests or int(max_seconds / interval) + 10
+
+    def _check_target(self):
+        if self.kind not in self.TARGETS:
+            raise ConfigError("probe kind %r is unknown; use one of %s"
+                              % (self.kind, ", ".join(self.TARGETS)))
+        fields = self.TARGETS[self.kind]
+        missing = [k for k in fields if self.target.get(k) is None]
+        if missing:
+            raise ConfigError("a %s probe needs %s; give target=dict(%s)"
+                              % (self.kind, " and ".join(missing),
+                                 ", ".join("%s=..." % k for k in fields)))
+
+    @classmethod
+    def from_spec(cls, host, spec, name, max_seconds, resolve):
+        """The probe of one checked drill probe ``spec`` (``type``, its target fields,
+        ``interval``, ``timeout``) from ``host``, on the fixed schedule; ``resolve(name
+        or IPv4) -> IPv4`` turns a target ``host`` / ``server`` of the topology into its
+        address (an ``url`` is used as written)."""
+        kind = spec["type"]
+        target = {key: spec[key] for key in cls.TARGETS[kind] if key in spec}
+        for key in ("host", "server"):
+            if key in target:
+                target[key] = resolve(target[key])
+        return cls(host, name=name, interval=spec["interval"], timeout=spec["timeout"],
+                   max_seconds=max_seconds, kind=kind, target=target, schedule="fixed")
+
+    def describe(self):
+        """The target in words, for messages: ``tcp 10.0.0.11:80``, ``dns @10.0.0.53
+        www.lab.example A``."""
+        t = self.target
+        return {"http": lambda: t["url"],
+                "tcp": lambda: "tcp %s:%s" % (t["host"], t["port"]),
+                "icmp": lambda: "icmp %s" % t["host"],
+                "dns": lambda: "dns @%s %s %s" % (t["server"], t["query"], t["qtype"]),
+                }[self.kind]()
 
     def start(self):
         if self.out.exists():
             self.out.unlink()
-        return self.spawn(["--url", self.url, "--out", self.out, "--interval", self.interval,
-                           "--timeout", self.timeout, "--max-requests", self.max_requests,
-                           "--max-seconds", self.max_seconds])
+        args = ["--kind", self.kind]
+        for key, value in sorted(self.target.items()):
+            args += ["--" + key, value]
+        return self.spawn(args + ["--out", self.out, "--interval", self.interval,
+                                  "--timeout", self.timeout, "--schedule", self.schedule,
+                                  "--max-requests", self.max_requests,
+                                  "--max-seconds", self.max_seconds])
 
     def samples(self):
-        return [Sample.from_json(record) for record in self.lines()]
+        """The requests so far, in the order they were sent.  On the fixed schedule a
+        line is written when its request ends, so a request that waits for its timeout
+        is written after later ones: while the agent runs, the list stops before the
+        first request still in flight (a streak of good answers is then never one
+        with a pending failure inside); once it has exited, every request is there."""
+        samples = sorted((Sample.from_json(record) for record in self.lines()),
+                         key=lambda s: s.seq)
+        if self.proc is not None and self.proc.poll() is None:
+            for index, sample in enumerate(samples):
+                if sample.seq != index:
+                    return samples[:index]
+        return samples
 
     def wait_good(self, count=5, timeout=15.0, since=0.0):
         """Wait until ``count`` consecutive good answers were seen after ``since``."""
@@ -164,7 +241,8 @@ class Probe(HostAgent):
                 streak = streak + 1 if s.ok else 0
             last = recent[-1] if recent else None
             return streak >= count, "streak %d, last %s" % (streak, last)
-        return wait_until(probe, timeout, "%d good answers in a row from %s" % (count, self.url))
+        return wait_until(probe, timeout, "%d good answers in a row from %s"
+                          % (count, self.describe()))
 
     def stop(self):
         super().stop(self.timeout + 2)

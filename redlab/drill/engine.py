@@ -38,15 +38,12 @@ from redlab.errors import ConfigError, RedlabError, WaitTimeout
 from redlab.drill import actions
 from redlab.drill.schema import variant as variant_of
 from redlab.drill.expect import (NOT_HAPPENED, Observations, evaluate,  # noqa: F401
-                                  expectation_kind, holder_sets, measure)
+                                  holder_sets, measure)
 from redlab.probe import failure_kind
 from redlab.wait import wait_until
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_PROBES = ("http",)
-SUPPORTED_EXPECTATIONS = ("recover_within", "max_lost", "vip_held_by_one", "arp_moved",
-                          "never_failed", "served_by", "not_served_by", "fails_within")
 STEADY_GOOD = 5             # answers in a row before the timeline starts
 RECOVERED_GOOD = 10         # answers in a row that end a run after its last fault
 STEADY_TIMEOUT = 20.0
@@ -58,28 +55,13 @@ SETTLE_MARGIN = 10.0        # beyond the longest deadline, the wait for recovery
 # before anything starts
 # ---------------------------------------------------------------------------------------
 
-def _words(items):
-    return ", ".join(items)
-
-
 def refuse_unsupported(drill):
-    """Raise :class:`ConfigError` (one sentence) for the first part of ``drill`` this
-    redlab cannot run yet; the schema accepts more than this engine runs, and nothing
-    may be silently ignored."""
+    """Build the drill's topology, or raise :class:`ConfigError` (one sentence) for what
+    only the topology can tell: a load balancer without a director or with real servers
+    that are no hosts, keepalived options on a network without keepalived.  Every probe
+    type, fault and expectation of the schema runs (``tests/unit/test_drill_engine.py``
+    holds the registries to the schema's lists)."""
     net = drill["network"]
-    for i, probe in enumerate(drill["probes"]):
-        if probe["type"] not in SUPPORTED_PROBES:
-            raise ConfigError("probes[%d]: probe type %r is not supported by this redlab yet; "
-                              "supported: %s" % (i, probe["type"], _words(SUPPORTED_PROBES)))
-    for i, entry in enumerate(drill["timeline"]):
-        if "fault" in entry and entry["fault"] not in actions.supported():
-            raise ConfigError("timeline[%d]: fault %r is not supported by this redlab yet; "
-                              "supported: %s" % (i, entry["fault"], _words(actions.supported())))
-    for i, item in enumerate(drill["expect"]):
-        kind = expectation_kind(item)
-        if kind not in SUPPORTED_EXPECTATIONS:
-            raise ConfigError("expect[%d]: expectation %r is not supported by this redlab yet; "
-                              "supported: %s" % (i, kind, _words(SUPPORTED_EXPECTATIONS)))
     topo = build_topology(drill)
     if "service" in net:
         _refuse_service(net, topo)
@@ -263,11 +245,14 @@ class Runner:
         from redlab.probe import Probe
         bound = self._longest_run()
         for spec in self.drill["probes"]:
-            probe = Probe(self.net[spec["from"]], spec["url"], name="probe-%s" % spec["name"],
-                          interval=spec["interval"], timeout=spec["timeout"],
-                          max_seconds=bound)
+            probe = Probe.from_spec(self.net[spec["from"]], spec, "probe-%s" % spec["name"],
+                                    bound, self._address)
             self.probes[spec["name"]] = probe
             probe.start()
+
+    def _address(self, target):
+        """A probe's target: a host's address, or the IPv4 address written."""
+        return self.net[target].IP() if target in self.net.net else target
 
     def _longest_run(self):
         """A bound for the probes: steady wait, timeline, settling, with room to spare."""
@@ -288,9 +273,10 @@ class Runner:
             try:
                 probe.wait_good(STEADY_GOOD, timeout=STEADY_TIMEOUT)
             except WaitTimeout as exc:
-                raise RedlabError("the network never became steady: probe %s did not get %d "
-                                  "good answers in a row (%s); check the probe's url"
-                                  % (name, STEADY_GOOD, exc)) from None
+                raise RedlabError("the network never became steady: probe %s (%s) did not "
+                                  "get %d good answers in a row (%s); check its target and "
+                                  "that the network serves it" % (
+                                      name, probe.describe(), STEADY_GOOD, exc)) from None
 
     def _start_recorders(self):
         from redlab.recorders import ArpCapture, NeighbourMonitor

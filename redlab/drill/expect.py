@@ -133,21 +133,7 @@ def evaluate_one(item, obs):
         if obs.marks.get(item["after"]) is None:
             return _result(name, False, None, None, _never(obs, item["after"]))
         start, end = obs.window(item["after"])
-    if "recover_within" in item:
-        return _recover_within(name, item, obs, start, end)
-    if "max_lost" in item:
-        return _max_lost(name, item, obs, start, end)
-    if "vip_held_by_one" in item:
-        return _vip_held_by_one(name, item, obs, start, end)
-    if "arp_moved" in item:
-        return _arp_moved(name, item, obs, start, end)
-    if "served_by" in item:
-        return _served_by(name, item, obs, start, end)
-    if "not_served_by" in item:
-        return _not_served_by(name, item, obs, start, end)
-    if "fails_within" in item:
-        return _fails_within(name, item, obs, start, end)
-    return _never_failed(name, item, obs, start, end)
+    return JUDGES[expectation_kind(item)](name, item, obs, start, end)
 
 
 def _never(obs, entry_id):
@@ -335,6 +321,12 @@ def _fails_within(name, item, obs, start, end):
     return _result(name, took <= bound, round(took, 3), bound,
                    "first failure (%s) %s after the entry (bound %s)"
                    % (first.get("error") or "failed", _secs(took), _bound(bound)))
+
+
+JUDGES = {"recover_within": _recover_within, "max_lost": _max_lost,
+          "served_by": _served_by, "not_served_by": _not_served_by,
+          "vip_held_by_one": _vip_held_by_one, "arp_moved": _arp_moved,
+          "never_failed": _never_failed, "fails_within": _fails_within}
 
 
 def measure(obs, drill):

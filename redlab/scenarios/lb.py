@@ -4,10 +4,12 @@
         lab.get()                 # one HTTP request from client1 to the VIP
         lab.status()              # ipvsadm -Ln, as a dict
 
-Used by ``redlab run lb``, the load-balancer lab, the tests and the benchmark.
+Used by the load-balancer lab, the tests and the benchmark; ``redlab run lb`` is
+:func:`run_scenario`, the same service run by the drill engine.
 """
 
 import re
+import time
 
 from redlab.lb import HealthChecker, format_status, lb_network, load, prepare_dr, request
 from redlab.net import Network
@@ -95,3 +97,72 @@ class LoadBalancedService:
     def scheduled(self, since=0.0):
         """Server names in scheduling order (the controller's ``scheduled`` events)."""
         return [e["server"] for e in self.network.controller.events("scheduled") if e["t"] >= since]
+
+
+# ---------------------------------------------------------------------------------------
+# `redlab run lb`: the service as a drill without faults, run by the drill engine
+# ---------------------------------------------------------------------------------------
+
+def scenario_drill(service):
+    """The drill of ``redlab run lb``: the service on the service LAN (its real servers
+    web1..webN), one HTTP probe from client1 to the VIP, no faults."""
+    from redlab.drill.schema import check_drill
+    from redlab.lb import service_dict
+    service = load(service)
+    return check_drill({
+        "drill": "lb",
+        "description": "the os-ken load balancer in front of the real servers",
+        "network": {"topology": "service_lan",
+                    "params": {"servers": len(service.real_servers), "dns": False},
+                    "service": service_dict(service)},
+        "probes": [{"name": "web", "type": "http", "from": "client1",
+                    "url": "http://%s:%d/" % (service.vip, service.port), "interval": 0.05,
+                    "timeout": 1.0}]})
+
+
+def run_scenario(service, requests=12, cli=False, hold=0.0, run_folder=None, stdin=None,
+                 out=print):
+    """Bring the service up with the drill engine; then the Mininet CLI (``cli``), or
+    ``hold`` seconds, or ``requests`` answers of the probe listed by server; the status
+    (``ipvsadm -Ln`` and health) at the end.  Returns the run record."""
+    from redlab.drill.engine import refuse_unsupported
+    drill = scenario_drill(service)
+    runner = _ScenarioRunner(drill, requests, cli, hold, stdin, out)
+    return runner.run(refuse_unsupported(drill), run_folder)
+
+
+def _scenario_runner():
+    from redlab.drill.gameday import CLIRunner
+    return CLIRunner
+
+
+class _ScenarioRunner(_scenario_runner()):
+    """The drill's timeline phase is the scenario: nothing breaks, a person looks on."""
+
+    def __init__(self, drill, requests, cli, hold, stdin, out):
+        super().__init__(drill, "default", stdin=stdin, out=out)
+        self.requests, self.cli, self.hold = requests, cli, hold
+
+    def _timeline(self):
+        svc = self.drill["network"]["service"]
+        self.out("load balancer up: VIP %s:%d, run folder %s" % (
+            svc["vip"], svc["port"], self.net.run.path))
+        if self.cli:
+            self.out("try: client1 curl -s http://%s/   (and `redlab lb status` in another "
+                     "shell)" % svc["vip"])
+            self._open_cli()
+        elif self.hold:
+            deadline = time.monotonic() + self.hold
+            while time.monotonic() < deadline:
+                time.sleep(0.2)             # holding the network up is the point here
+        else:
+            probe = self.probes["web"]
+
+            def answered():
+                good = [s for s in probe.samples() if s.ok and s.t >= self.t0]
+                return len(good) >= self.requests, len(good)
+            wait_until(answered, 30, "%d answers from the VIP" % self.requests)
+            good = [s for s in probe.samples() if s.ok and s.t >= self.t0][:self.requests]
+            self.out("%d requests from client1 to the VIP were served by: %s" % (
+                len(good), " ".join(str(s.server) for s in good)))
+        self.out(self.lb.status_text())

@@ -61,7 +61,7 @@ def test_gameday_restored_through_a_scripted_cli_scores_met(redlab_cmd, run_fold
     assert after.startswith("the fault was %s (timeline id %s)" % (actions.describe(entry),
                                                                    choice.fault))
     assert "  met  service restored within 60 s (probe web) -- restored " in after
-    assert "  met  at most 110 requests lost (probe web)" in after
+    assert "  met  at most 600 requests lost (probe web)" in after
     assert "score: 2 of 2 targets met" in after
 
     run = report / "runs" / "gameday-run1"

@@ -53,7 +53,7 @@ def test_the_same_seed_chooses_the_same_fault_at_the_same_moment(drill):
 def test_the_targets_default_to_the_first_probe(drill):
     data = dict(drill, gameday={"faults": ["r1-crash"], "restore_within": 30})
     assert gameday.targets(data) == dict(restore_within=30, max_lost=None, probe="web")
-    assert gameday.targets(drill) == dict(restore_within=60, max_lost=110, probe="web")
+    assert gameday.targets(drill) == dict(restore_within=60, max_lost=600, probe="web")
 
 
 def test_a_drill_without_a_gameday_section_is_refused():
