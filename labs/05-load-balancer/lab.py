@@ -11,6 +11,7 @@ kernel with ip_vs, and says plainly when the kernel lacks it.
 """
 
 import collections
+from pathlib import Path
 import time
 
 from controllers.service import ServiceConfigError, load_service
@@ -20,8 +21,8 @@ from redlab.agent import ClientAgent
 from redlab.errors import RedlabError
 from redlab.labs import failed, passed
 from redlab.lb import render_keepalived_lvs
-from redlab.net import Network
-from redlab.scenarios.health_matrix import Matrix, markdown
+from redlab.scenarios import health_matrix
+from redlab.scenarios.health_matrix import markdown
 from redlab.scenarios.lb import LoadBalancedService, http_get
 from redlab.scenarios.ipvs import IpvsService
 from redlab.system import ipvs_missing_reason, kernel_has_ipvs
@@ -72,15 +73,15 @@ def walkthrough(ctx):
 
 
 def part_a(ctx, m):
-    from topologies.service_lan import ServiceLanTopo
-    ctx.say("\nPart A: the detection matrix (ICMP = L3, TCP connect = L4, HTTP GET = L7) on web1")
-    with Network(ServiceLanTopo(servers=1, dns=False), name="lab05-matrix",
-                 run_folder=ctx.folder("matrix")) as net:
-        with Matrix(net, interval=0.2, timeout=0.5, out=ctx.say) as matrix:
-            m["matrix"] = matrix.run()
-            m["check_cost"] = check_cost(net, matrix)
-        ctx.pause(net, "try it: web1 kill -STOP $(pgrep -f 'nginx: master') ; "
-                       "director curl -m1 http://10.0.0.11/")
+    ctx.say("\nPart A: the detection matrix (ICMP = L3, TCP connect = L4, HTTP GET = L7) on "
+            "web1\n(the drill drills/detection-matrix.yaml: `redlab drill "
+            "drills/detection-matrix.yaml` draws it as swimlanes)")
+    if ctx.cli:
+        ctx.say(">>> after the five faults, the Mininet CLI: try web1 kill -STOP $(pgrep -f "
+                "'nginx: master') ; director curl -m1 http://10.0.0.11/")
+    record = health_matrix.run(ctx.folder("matrix"), cli=ctx.cli, out=ctx.say)
+    m["matrix"] = health_matrix.matrix(record)
+    m["check_cost"] = check_cost(record)
     ctx.say(markdown(m["matrix"]))
     cost = m["check_cost"]
     ctx.say("\nWhat the checks cost web1 (the notes: an L7 check may load the server): the "
@@ -92,15 +93,15 @@ def part_a(ctx, m):
                cost["nginx_requests"], " ".join("GET %s" % p for p in cost["paths"]) or "-"))
 
 
-def check_cost(net, matrix):
+def check_cost(record):
     """How many checks each checker made, and how many reached web1's nginx as requests."""
-    director = net["director"].IP()
-    log = net["web1"].daemons["nginx"].path("access.log")
+    director = ap.director()
+    log = Path(record["run_folder"]) / "web1" / "nginx" / "access.log"
     lines = [line for line in log.read_text(errors="replace").splitlines()
              if line.startswith(director + " ")] if log.exists() else []
     paths = sorted({line.split('"')[1].split()[1] for line in lines if line.count('"') >= 2})
-    return dict(checks={c: len(checker.results()) for c, checker in matrix.checkers.items()},
-                nginx_requests=len(lines), paths=paths)
+    return dict(checks=health_matrix.checks_sent(record), nginx_requests=len(lines),
+                paths=paths)
 
 
 def part_b(ctx, m, service):

@@ -595,7 +595,8 @@ class Runner:
                 if s["ok"] != ok:
                     ok = s["ok"]
                     self._event(self.t0 + s["t"], "probe %s" % name, "ok" if ok else "fail",
-                                "answered by %s" % s["served_by"] if ok else s["error"])
+                                ("answered by %s" % s["served_by"] if s["served_by"] else
+                                 "answered") if ok else s["error"])
 
 
 class _AllAddresses:

@@ -122,3 +122,11 @@ def test_the_measures_of_the_first_fault_stop_at_the_next_fault():
     o.entries["second"], o.marks["second"] = second, 2.0
     values, _ = measure(o, {"probes": [{"name": "web"}]})
     assert values["requests_lost"] == 4 and values["time_to_recover"] == pytest.approx(0.2)
+
+
+def test_the_matrix_declares_down_after_fall_failures_in_a_row():
+    from redlab.scenarios.health_matrix import detected
+    samples = answers("1" * 20 + "x" + "1" + "x" * 3 + "1" * 5, step=0.2)
+    assert detected(samples, 4.0, 6.0, fall=2) == pytest.approx(0.601)
+    assert detected(samples, 4.0, 6.0, fall=1) == pytest.approx(0.001)
+    assert detected(samples, 4.0, 4.5, fall=2) is None
