@@ -12,7 +12,8 @@ client1, director, web1..web3), measured with wrk inside client1:
 
 for new connections per second (``Connection: close``) and keep-alive requests per
 second; then a failover with the same check settings for ours and HAProxy's
-(interval 200 ms, fall 2, rise 2, HTTP check): time to recover and requests lost.
+(interval 200 ms, fall 2, rise 2, HTTP check): time to recover and requests lost, from
+the drill drills/lb-vs-haproxy.yaml run by the drill engine on fresh networks.
 It prints a table of ratios to (a) and writes it to the run folder.  Figures are
 noisy: compare the ratios of one run, not absolute numbers across machines.
 """
@@ -27,15 +28,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from controllers.schedulers import ALGORITHMS  # noqa: E402
 from redlab import addressing as ap  # noqa: E402
-from redlab import faults  # noqa: E402
 from redlab.daemons import HAProxy  # noqa: E402
 from redlab.lb import web_service  # noqa: E402
-from redlab.probe import Probe, analyse  # noqa: E402
 from redlab.scenarios.lb import LoadBalancedService  # noqa: E402
 from redlab.wait import wait_until  # noqa: E402
 
 # the same check for ours and HAProxy: HTTP GET /health every 200 ms, 200 ms timeout
+# (drills/lb-vs-haproxy.yaml, the failover part, says the same)
 CHECK = dict(interval=0.2, timeout=0.2, rise=2, fall=2)
+DRILL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "drills",
+                     "lb-vs-haproxy.yaml")
 
 
 def wrk(client, url, seconds, close, connections=32):
@@ -69,22 +71,38 @@ def measure(lab, url, seconds):
     return dict(close=wrk(lab.client, url, seconds, close=True), keepalive=keepalive)
 
 
-def failover(lab, url, kind, checker_transitions):
-    probe = Probe(lab.client, url, name="probe-%s" % kind, interval=0.02, timeout=0.5,
-                  max_seconds=30)
-    with probe:
-        probe.wait_good(10)
-        fault = faults.host_crash(lab.network, "web1")
-        probe.wait_good(25, timeout=15, since=fault.at)
-    timeline = analyse(probe.samples(), fault.at, detected_at=checker_transitions(fault.at))
-    fault.undo()
-    return timeline
+def failover(folder, rounds):
+    """The failover part: ``drills/lb-vs-haproxy.yaml`` run by the drill engine, ours and
+    HAProxy's interleaved on fresh networks (``rounds`` each); one line per variant with
+    the median time to recover and requests lost."""
+    from redlab.drill.engine import run_series
+    from redlab.drill.schema import load_drill
+    runs = run_series(load_drill(DRILL), repeat=rounds, compare="haproxy", folder=folder,
+                      progress=lambda line: print("  failover " + line, flush=True))
+    rows = {}
+    for label, name in (("default", "redlab VIP"), ("haproxy", "HAProxy")):
+        records = runs[label]
+        recover = [r["measures"]["time_to_recover"] for r in records]
+        lost = [r["measures"]["requests_lost"] for r in records]
+        sent = [sum(1 for x in r["samples"]["web"] if x["t"] >= r["observed"]["marks"]["crash"])
+                for r in records]
+        rows[name] = dict(time_to_recover=_median(recover), requests_lost=_median(lost),
+                          requests_sent=_median(sent), runs=[r["run_folder"] for r in records])
+    return rows
+
+
+def _median(values):
+    import statistics
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument("--seconds", type=int, default=3)
     p.add_argument("--algos", default=",".join(ALGORITHMS))
+    p.add_argument("--failover-rounds", type=int, default=1,
+                   help="failover runs per variant (medians are printed)")
     p.add_argument("--exact", dest="fast_path", action="store_false",
                    help="every new connection through the controller (no fast path)")
     args = p.parse_args(argv)
@@ -123,32 +141,24 @@ def main(argv=None):
                 name, r["close"]["rate"], r["close"]["rate"] / max(base["close"]["rate"], 1),
                 r["keepalive"]["rate"], r["keepalive"]["rate"] / max(base["keepalive"]["rate"], 1)))
 
-        # failover, same check settings: ours (checker on the director) and HAProxy's
-        assert lab.control({"cmd": "set_scheduler", "lb_algo": "rr"})["ok"]
-        quiet(lab)
-
-        def ours_detected(since):
-            found = lab.checker.transitions("web1", "down", since=since)
-            return found[0]["t"] if found else None
-        t_ours = failover(lab, "http://%s/" % service.vip, "redlab", ours_detected)
-        wait_until(lambda: (lab.checker.transitions("web1", "up", since=t_ours.fault_at),
-                            "web1 not up"), 15, "web1 to come back before the HAProxy run")
-        quiet(lab)
-        t_ha = failover(lab, "http://%s/" % ap.director(), "haproxy", lambda since: None)
         haproxy.stop()
-        lines += ["", "| failover (web1 crashes; HTTP check every 200 ms, timeout 200 ms, fall 2) | time to recover "
-                  "| requests lost | of sent |", "|---|---|---|---|"]
-        for name, t in (("redlab VIP", t_ours), ("HAProxy", t_ha)):
-            lines.append("| %s | %s | %d | %d |" % (
-                name, "%.2f s" % t.time_to_recover if t.recovered else "not recovered",
-                t.requests_lost, t.requests_sent))
-        table = "\n".join(lines)
-        print(table)
-        lab.network.run.file("bench.md").write_text(table + "\n")
-        lab.network.run.file("bench.json").write_text(json.dumps(dict(
-            results=results, failover=dict(redlab=t_ours.as_dict(), haproxy=t_ha.as_dict())),
-            indent=1))
-        print("\nrun folder: %s" % lab.network.run.path)
+        folder = lab.network.run.path
+    # failover, same check settings: ours (checker on the director) and HAProxy's
+    print("failover (drills/lb-vs-haproxy.yaml, %d round(s) each) ..." % args.failover_rounds,
+          flush=True)
+    rows = failover(folder / "failover", args.failover_rounds)
+    lines += ["", "| failover (web1 crashes; HTTP check every 200 ms, timeout 200 ms, fall 2) "
+              "| time to recover | requests lost | of sent |", "|---|---|---|---|"]
+    for name, row in rows.items():
+        lines.append("| %s | %s | %s | %s |" % (
+            name, "not recovered" if row["time_to_recover"] is None else
+            "%.2f s" % row["time_to_recover"], row["requests_lost"], row["requests_sent"]))
+    table = "\n".join(lines)
+    print(table)
+    (folder / "bench.md").write_text(table + "\n")
+    (folder / "bench.json").write_text(json.dumps(dict(results=results, failover=rows),
+                                                  indent=1))
+    print("\nrun folder: %s" % folder)
     return 0
 
 

@@ -430,6 +430,22 @@ class Runner:
         except WaitTimeout:
             log.info("drill %s: not every probe recovered before the run ended",
                      self.drill["drill"])
+        delay = self._deadlines_end() - time.time()
+        if delay > 0:
+            time.sleep(delay)       # the observation window the deadlines need, not a condition
+
+    def _deadlines_end(self):
+        """When the last deadline of an expectation ends (its entry's mark plus its
+        ``within``/``recover_within``/``fails_within``): "within 5 s" can only be judged
+        after 5 s, also when nothing failed (a planned switchover completes seconds after
+        its step, with every request answered)."""
+        ends = [0.0]
+        for item in self.drill["expect"]:
+            mark = self.marks.get(item.get("after"))
+            bound = max(item.get(k, 0) for k in ("within", "recover_within", "fails_within"))
+            if mark is not None and bound:
+                ends.append(mark + bound)
+        return max(ends)
 
     def _undo_all(self):
         self.end = time.time()
