@@ -278,7 +278,8 @@ def cmd_drill(args):
         print(engine.run_line(record))
         runs = {"default": [record]}
     else:
-        runs = engine.run_series(drill, repeat=args.repeat, compare=args.compare,
+        runs = engine.run_series(drill, repeat=args.repeat,
+                                 compare=_compared(args.compare, drill),
                                  folder=folder, progress=lambda line: print(line, flush=True))
     labels = list(runs)
     comparison = stats.compare(runs[labels[0]], runs[labels[1]]) if args.compare else None
@@ -286,6 +287,22 @@ def cmd_drill(args):
     _print_drill_table(runs, comparison)
     print("report: %s" % report.html)
     return 0 if engine.all_met(runs) else 1
+
+
+def _compared(compare, drill):
+    """``--compare``: a variant of the drill file, or another drill file (a path)."""
+    from pathlib import Path
+    from redlab.drill.schema import load_drill
+    if compare is None or compare in drill["variants"] or compare == "default":
+        return compare
+    if compare.endswith((".yaml", ".yml")) or "/" in compare:
+        if not Path(compare).is_file():
+            raise RedlabError("--compare %s: no such drill file; give a variant of %s (%s) "
+                              "or the path of another drill file" % (
+                                  compare, drill["drill"],
+                                  ", ".join(drill["variants"]) or "it has none"))
+        return load_drill(compare)
+    return compare          # an unknown variant: run_series refuses it with the known ones
 
 
 def _refuse_drill_options(args):
@@ -419,9 +436,9 @@ def build_parser():
     p.add_argument("file", help="the drill file (YAML), e.g. drills/vrrp-crash.yaml")
     p.add_argument("--repeat", type=_positive(int), default=1, metavar="N",
                    help="run it N times, each on a fresh network (default 1)")
-    p.add_argument("--compare", metavar="VARIANT",
-                   help="also run this variant of the file, interleaved, and say whether "
-                        "they differ")
+    p.add_argument("--compare", metavar="VARIANT|FILE2",
+                   help="also run this variant of the file (or another drill file), "
+                        "interleaved, and say whether they differ")
     p.add_argument("--report", metavar="DIR",
                    help="the report folder (default: a new folder in the run root)")
     p.add_argument("--gameday", action="store_true",

@@ -1,6 +1,8 @@
 """Expectations and measures added for load-balanced and DNS drills, on hand-made
 observations (no network): ``served_by``, and detection by a health check."""
 
+from pathlib import Path
+
 import pytest
 
 from redlab.drill.expect import Observations, evaluate_one, measure
@@ -130,3 +132,20 @@ def test_the_matrix_declares_down_after_fall_failures_in_a_row():
     assert detected(samples, 4.0, 6.0, fall=2) == pytest.approx(0.601)
     assert detected(samples, 4.0, 6.0, fall=1) == pytest.approx(0.001)
     assert detected(samples, 4.0, 4.5, fall=2) is None
+
+
+def test_compare_takes_a_variant_or_another_drill_file(tmp_path):
+    from redlab.cli import _compared
+    from redlab.drill.schema import load_drill
+    from redlab.errors import RedlabError
+    root = Path(__file__).parents[2] / "drills"
+    drill = load_drill(root / "vrrp-crash.yaml")
+    assert _compared("use_vmac", drill) == "use_vmac"
+    assert _compared(None, drill) is None
+    other = _compared(str(root / "advert-int.yaml"), drill)
+    assert other["drill"] == "advert-int"
+    with pytest.raises(RedlabError) as info:
+        _compared(str(tmp_path / "nope.yaml"), drill)
+    assert str(info.value).startswith("--compare %s: no such drill file; give a variant of "
+                                      "vrrp-crash (use_vmac, no_garp_reaction)"
+                                      % (tmp_path / "nope.yaml"))
