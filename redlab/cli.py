@@ -264,29 +264,46 @@ def cmd_drill(args):
         raise RedlabError("drill %s is a game day (its timeline holds only the game day's "
                           "faults and it expects nothing); run it with --gameday"
                           % drill["drill"])
-    folder = Path(args.report) if args.report else run_root() / (
-        "drill-%s-%s" % (drill["drill"], time.strftime("%Y%m%d-%H%M%S")))
+    name = "drill-%s-%s" % (drill["drill"], time.strftime("%Y%m%d-%H%M%S"))
+    folder = Path(args.report).resolve() if args.report else run_root() / name
+    runs_in = folder if others_can_enter(folder) else run_root() / name
+    if runs_in != folder:
+        print("the runs go to %s: the daemons that drop root (nginx's workers) cannot enter "
+              "%s" % (runs_in, folder), flush=True)
     if args.gameday:
         record = gameday.run_gameday(drill, seed=args.seed,
-                                     run_folder=folder / "runs" / "gameday-run1")
+                                     run_folder=runs_in / "runs" / "gameday-run1")
         report = write_report(folder, {"gameday": [record]})
         print("\n".join(gameday.result_lines(record)))
         print("report: %s" % report.html)
         return 0 if record["gameday"]["met"] else 1
     if args.cli:
-        record = gameday.run_with_cli(drill, run_folder=folder / "runs" / "default-run1")
+        record = gameday.run_with_cli(drill, run_folder=runs_in / "runs" / "default-run1")
         print(engine.run_line(record))
         runs = {"default": [record]}
     else:
         runs = engine.run_series(drill, repeat=args.repeat,
                                  compare=_compared(args.compare, drill),
-                                 folder=folder, progress=lambda line: print(line, flush=True))
+                                 folder=runs_in, progress=lambda line: print(line, flush=True))
     labels = list(runs)
     comparison = stats.compare(runs[labels[0]], runs[labels[1]]) if args.compare else None
     report = write_report(folder, runs, comparison)
     _print_drill_table(runs, comparison)
     print("report: %s" % report.html)
     return 0 if engine.all_met(runs) else 1
+
+
+def others_can_enter(folder):
+    """Whether a user other than root can reach ``folder`` (every existing folder on the
+    way has the x bit for others): run folders must be, as nginx's workers and Squid
+    run as other users and read their files there."""
+    import stat
+    from pathlib import Path
+    for part in [Path(folder), *Path(folder).parents]:
+        if part.exists():
+            if not part.stat().st_mode & stat.S_IXOTH:
+                return False
+    return True
 
 
 def _compared(compare, drill):

@@ -149,3 +149,11 @@ def test_compare_takes_a_variant_or_another_drill_file(tmp_path):
     assert str(info.value).startswith("--compare %s: no such drill file; give a variant of "
                                       "vrrp-crash (use_vmac, no_garp_reaction)"
                                       % (tmp_path / "nope.yaml"))
+
+
+def test_runs_go_where_the_daemons_that_drop_root_can_enter(tmp_path):
+    from redlab.cli import others_can_enter
+    assert others_can_enter(Path("/usr/share/not-yet/report"))
+    closed = Path(tmp_path.parts[0], *tmp_path.parts[1:3])     # /tmp/pytest-of-root: 0700
+    assert closed.stat().st_mode & 0o001 == 0
+    assert not others_can_enter(tmp_path / "report")
