@@ -37,12 +37,12 @@ import queue
 import select
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
 
 from controllers.health import DOWN, UP, CheckResult, HealthState  # noqa: F401 (re-exported)
+from redlab import probe_agent
 
 TYPES = ("icmp", "tcp", "http")
 BODY_LIMIT = 64 * 1024
@@ -75,7 +75,6 @@ def _ms(seconds):
 
 # --- ICMP ---------------------------------------------------------------------------
 
-ICMP_ECHO_REPLY, ICMP_UNREACH, ICMP_ECHO = 0, 3, 8
 _UNREACH_CODES = {0: "network unreachable", 1: "host unreachable",
                   3: "port unreachable", 13: "administratively prohibited"}
 _icmp_seq = itertools.count(1)
@@ -83,19 +82,12 @@ _icmp_seq_lock = threading.Lock()
 
 
 def icmp_checksum(data):
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    """The Internet checksum (RFC 1071) of ``data`` (the probe agent's)."""
+    return probe_agent.checksum(data)
 
 
 def echo_request(ident, seq, payload=b"redlab-healthcheck"):
-    header = struct.pack("!BBHHH", ICMP_ECHO, 0, 0, ident, seq)
-    checksum = icmp_checksum(header + payload)
-    return struct.pack("!BBHHH", ICMP_ECHO, 0, checksum, ident, seq) + payload
+    return probe_agent.echo_request(ident, seq, payload)
 
 
 def _icmp_ident():
@@ -110,29 +102,17 @@ def _next_seq():
 def parse_icmp(packet, ip, ident, seq):
     """Classify a packet read from a raw ICMP socket (IP header included).
 
-    Returns ``"reply"``, an unreachable detail, or None when it is not ours.
+    Returns ``"reply"``, an unreachable detail, or None when it is not ours (the packet
+    is parsed by :func:`redlab.probe_agent.parse_icmp`).
     """
-    if len(packet) < 20:
+    seen = probe_agent.parse_icmp(packet)
+    if seen is None or seen[2:] != (ident, seq, ip):
         return None
-    ihl = (packet[0] & 0x0F) * 4
-    icmp = packet[ihl:]
-    if len(icmp) < 8:
-        return None
-    kind, code, _, rid, rseq = struct.unpack("!BBHHH", icmp[:8])
-    source = socket.inet_ntoa(packet[12:16])
-    if kind == ICMP_ECHO_REPLY:
-        return "reply" if (rid, rseq, source) == (ident, seq, ip) else None
-    if kind == ICMP_UNREACH:
-        inner = icmp[8:]                       # the original IP header + 8 bytes
-        if len(inner) < 20:
-            return None
-        inner_ihl = (inner[0] & 0x0F) * 4
-        orig = inner[inner_ihl:inner_ihl + 8]
-        if len(orig) < 8 or socket.inet_ntoa(inner[16:20]) != ip:
-            return None
-        okind, _, _, oid, oseq = struct.unpack("!BBHHH", orig)
-        if (okind, oid, oseq) == (ICMP_ECHO, ident, seq):
-            return _UNREACH_CODES.get(code, "unreachable (code %d)" % code)
+    kind, code = seen[:2]
+    if kind == probe_agent.ECHO_REPLY:
+        return "reply"
+    if kind == probe_agent.UNREACHABLE:
+        return _UNREACH_CODES.get(code, "unreachable (code %d)" % code)
     return None
 
 

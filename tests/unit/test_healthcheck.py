@@ -284,13 +284,16 @@ def test_http_sends_host_and_connection_close():
 def test_icmp_checksum_and_reply_matching():
     packet = healthcheck.echo_request(0x1234, 7, b"")
     assert healthcheck.icmp_checksum(packet) == 0             # a valid checksum sums to 0
-    ip_header = bytes([0x45]) + bytes(11) + socket.inet_aton("10.0.0.11") + bytes(4)
+    # IPv4 headers (protocol 1, ICMP) from 10.0.0.11
+    ip_header = bytes([0x45]) + bytes(8) + b"\x01" + bytes(2) + socket.inet_aton(
+        "10.0.0.11") + bytes(4)
     reply = b"\x00\x00\x00\x00" + packet[4:]
     assert healthcheck.parse_icmp(ip_header + reply, "10.0.0.11", 0x1234, 7) == "reply"
     assert healthcheck.parse_icmp(ip_header + reply, "10.0.0.11", 0x1234, 8) is None
     assert healthcheck.parse_icmp(ip_header + reply, "10.0.0.12", 0x1234, 7) is None
     assert healthcheck.parse_icmp(ip_header + packet, "10.0.0.11", 0x1234, 7) is None
-    original = bytes([0x45]) + bytes(15) + socket.inet_aton("10.0.0.11") + packet[:8]
+    original = bytes([0x45]) + bytes(8) + b"\x01" + bytes(6) + socket.inet_aton(
+        "10.0.0.11") + packet[:8]
     unreachable = b"\x03\x01\x00\x00\x00\x00\x00\x00" + original
     assert healthcheck.parse_icmp(ip_header + unreachable, "10.0.0.11", 0x1234, 7) \
         == "host unreachable"
