@@ -524,8 +524,7 @@ class LoadBalancer(L2Switch):
             return {"ok": True}
         if cmd == "set_scheduler":          # ipvsadm -E -s ALGO
             algo = request.get("lb_algo")
-            options = (dict(fallback=self.service.sh_fallback, port=self.service.sh_port)
-                       if algo == "sh" else {})
+            options = self.service.scheduler_options(algo)
             try:
                 scheduler = make_scheduler(algo, **options)
             except ValueError as exc:

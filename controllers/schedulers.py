@@ -1,10 +1,10 @@
-"""The ten classic Linux IPVS schedulers, re-implemented with the kernel's exact rules.
+"""The fourteen Linux 6.x IPVS schedulers, re-implemented with the kernel's exact rules.
 
 Pure Python, standard library only: the controller calls ``pick()`` to choose a real
 server for a new connection and gets the same answer the kernel would give for the same
 destination list, weights, counters and flags.  Each class names the kernel file it
 follows (``net/netfilter/ipvs/ip_vs_<name>.c``; the helpers are in
-``include/net/ip_vs.h`` and ``include/linux/hash.h``).
+``include/net/ip_vs.h``, ``include/linux/hash.h`` and ``lib/siphash.c``).
 
 =======  ==================================================================================
 rr       next server in list order after the previous choice; weight 0 / overloaded skipped
@@ -23,6 +23,16 @@ lblc     per destination IP, one cached server; re-chosen by wlc only when the c
 lblcr    per destination IP, a *set* of servers; the set's least loaded member is used,
          a new (wlc) member is added when it is overloaded as above, and the most loaded
          member is dropped once the set has not changed for the expiration time (24 h)
+fo       the first server (list order) with the highest weight; load is not looked at
+ovf      the first server (list order) with the highest weight among those with
+         ``active <= weight`` (so a server takes weight + 1 active connections)
+mh       Maglev: a 4093-slot table (prime; ``CONFIG_IP_VS_MH_TAB_INDEX``) where every
+         server claims slots along its own permutation (offset/skip from hsiphash of its
+         address and port), ``last weight / gcd`` slots per round; slot =
+         ``hsiphash(client_port + client_ip) % 4093``; options ``fallback``/``port``
+twos     two servers drawn at random in proportion to weight (the first listed server
+         gets one extra chance); the second replaces the first only when its
+         ``(active*256 + inactive) / weight`` is lower
 =======  ==================================================================================
 
 Shared kernel facts used below:
@@ -51,6 +61,10 @@ How the simulation maps onto the kernel:
   would call the hook once per ``ipvsadm`` command).  ``active_conns``,
   ``inactive_conns`` and ``overloaded`` are read live and never trigger a hook, as in the
   kernel.  A real server is identified by ``(ip, port)``, like a kernel ``ip_vs_dest``.
+* Randomness and build options are parameters: twos draws from an injectable source of
+  32-bit numbers (the kernel's ``get_random_u32()``), mh's table size is the build option
+  ``CONFIG_IP_VS_MH_TAB_INDEX`` (``tab_index``, 12 on Debian and by default) and its hash
+  depends on the kernel's word size (``bits_per_long``).
 * lblc/lblcr take time from the ``now`` argument (seconds, any epoch, must not go
   backwards) instead of ``jiffies``.  Their garbage-collection timer starts at the first
   ``pick()`` and fires every 60 s; timer runs due at or before ``now`` happen before the
@@ -62,6 +76,7 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import math
+import random
 import time
 from dataclasses import dataclass
 
@@ -79,12 +94,24 @@ __all__ = [
     "DestinationHashing",
     "LocalityBasedLeastConnection",
     "LocalityBasedLeastConnectionReplication",
+    "WeightedFailover",
+    "WeightedOverflow",
+    "MaglevHashing",
+    "PowerOfTwoChoices",
     "make_scheduler",
     "conn_overhead",
     "hash_32",
+    "siphash",
+    "halfsiphash",
+    "hsiphash",
+    "mh_hashkey",
+    "get_random_u32_below",
 ]
 
-ALGORITHMS = ("rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr")
+# the ten classic schedulers (ipvsadm's man page, the course notes, lab 06), then the
+# four of Linux 6.x
+CLASSIC = ("rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr")
+ALGORITHMS = CLASSIC + ("fo", "ovf", "mh", "twos")
 
 _U32 = 0xFFFFFFFF
 GOLDEN_RATIO_32 = 0x61C88647  # include/linux/hash.h
@@ -974,6 +1001,533 @@ class LocalityBasedLeastConnectionReplication(_LocalityScheduler):
 
 
 # ---------------------------------------------------------------------------------------
+# fo / ovf
+# ---------------------------------------------------------------------------------------
+
+
+class WeightedFailover(Scheduler):
+    """Weighted failover -- net/netfilter/ipvs/ip_vs_fo.c, ``ip_vs_fo_schedule()``.
+
+    One walk over the list: a server without the OVERLOAD flag replaces the candidate
+    when its weight is *strictly* greater than the highest weight so far (``hw``,
+    starting at 0).  So the first server (list order) with the highest weight gets every
+    new connection, whatever its load; weight-0 servers never qualify (``0 > 0`` is
+    false).  No server with weight > 0 and no flag -> NULL.
+
+    Failover happens by weights: lower the active server's weight (or let a health
+    checker set it to 0 / remove it) and the next highest takes over.  No state, no hooks.
+    """
+
+    name = "fo"
+
+    def _schedule(self, servers, **_):
+        hweight, hw = None, 0
+        for dest in servers:
+            if not dest.overloaded and dest.weight > hw:
+                hweight, hw = dest, dest.weight
+        return hweight
+
+
+class WeightedOverflow(Scheduler):
+    """Weighted overflow -- net/netfilter/ipvs/ip_vs_ovf.c, ``ip_vs_ovf_schedule()``.
+
+    One walk over the list, skipping a server when it has the OVERLOAD flag, when
+    ``activeconns > weight`` or when its weight is 0; among the others the first one
+    (list order) with the highest weight wins (``w > hw``, strict).  Only *active*
+    connections count; InActConn is ignored (the kernel's comment: "might not be suitable
+    for UDP").
+
+    Note: "overflow once the active connections reach the weight" is off by one.  The
+    test is ``active > weight``, so a server with weight 3 still takes a connection at
+    3 active ones and overflows to the next server only at 4: it holds weight + 1.
+    """
+
+    name = "ovf"
+
+    def _schedule(self, servers, **_):
+        h, hw = None, 0
+        for dest in servers:
+            w = dest.weight
+            if dest.overloaded or dest.active_conns > w or w == 0:
+                continue
+            if h is None or w > hw:
+                h, hw = dest, w
+        return h
+
+
+# ---------------------------------------------------------------------------------------
+# SipHash (lib/siphash.c) for mh
+# ---------------------------------------------------------------------------------------
+
+_U64 = (1 << 64) - 1
+
+
+def _rotl64(x, b):
+    return ((x << b) | (x >> (64 - b))) & _U64
+
+
+def _rotl32(x, b):
+    return ((x << b) | (x >> (32 - b))) & _U32
+
+
+def _sipround(v0, v1, v2, v3):
+    """SIPROUND of lib/siphash.c (64-bit words)."""
+    v0 = (v0 + v1) & _U64
+    v1 = _rotl64(v1, 13) ^ v0
+    v0 = _rotl64(v0, 32)
+    v2 = (v2 + v3) & _U64
+    v3 = _rotl64(v3, 16) ^ v2
+    v0 = (v0 + v3) & _U64
+    v3 = _rotl64(v3, 21) ^ v0
+    v2 = (v2 + v1) & _U64
+    v1 = _rotl64(v1, 17) ^ v2
+    v2 = _rotl64(v2, 32)
+    return [v0, v1, v2, v3]
+
+
+def _halfsipround(v0, v1, v2, v3):
+    """HSIPROUND of lib/siphash.c on 32-bit kernels (HalfSipHash, 32-bit words)."""
+    v0 = (v0 + v1) & _U32
+    v1 = _rotl32(v1, 5) ^ v0
+    v0 = _rotl32(v0, 16)
+    v2 = (v2 + v3) & _U32
+    v3 = _rotl32(v3, 8) ^ v2
+    v0 = (v0 + v3) & _U32
+    v3 = _rotl32(v3, 7) ^ v0
+    v2 = (v2 + v1) & _U32
+    v1 = _rotl32(v1, 13) ^ v2
+    v2 = _rotl32(v2, 16)
+    return [v0, v1, v2, v3]
+
+
+def _sip(data, words, word_bytes, rnd, c_rounds, d_rounds):
+    """The SipHash skeleton shared by SipHash and HalfSipHash: compress ``data`` in
+    little-endian words, pad the last one with the length byte, finalize."""
+    v = list(words)
+    data = bytes(data)
+    end = len(data) - len(data) % word_bytes
+    for i in range(0, end, word_bytes):
+        m = int.from_bytes(data[i:i + word_bytes], "little")
+        v[3] ^= m
+        for _ in range(c_rounds):
+            v = rnd(*v)
+        v[0] ^= m
+    b = ((len(data) & 0xFF) << (8 * word_bytes - 8)) | int.from_bytes(data[end:], "little")
+    v[3] ^= b
+    for _ in range(c_rounds):
+        v = rnd(*v)
+    v[0] ^= b
+    v[2] ^= 0xFF
+    for _ in range(d_rounds):
+        v = rnd(*v)
+    return v
+
+
+def siphash(key, data, c_rounds=2, d_rounds=4):
+    """SipHash-c-d (Aumasson and Bernstein, 2012) of ``data`` under a 16-byte ``key``: a
+    64-bit int.  The default is SipHash-2-4, the paper's; ``c_rounds=1, d_rounds=3`` is
+    the SipHash-1-3 that the kernel's ``hsiphash()`` is on 64-bit machines."""
+    key = bytes(key)
+    if len(key) != 16:
+        raise ValueError(f"a SipHash key is 16 bytes, got {len(key)}")
+    k0, k1 = int.from_bytes(key[:8], "little"), int.from_bytes(key[8:], "little")
+    v0, v1, v2, v3 = _sip(data, (k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D,
+                                 k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573),
+                          8, _sipround, c_rounds, d_rounds)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def halfsiphash(key, data, c_rounds=1, d_rounds=3):
+    """HalfSipHash-c-d with a 32-bit result, under an 8-byte ``key``: the kernel's
+    ``hsiphash()`` on 32-bit machines (``lib/siphash.c``, ``BITS_PER_LONG == 32``)."""
+    key = bytes(key)
+    if len(key) != 8:
+        raise ValueError(f"a HalfSipHash key is 8 bytes, got {len(key)}")
+    k0, k1 = int.from_bytes(key[:4], "little"), int.from_bytes(key[4:], "little")
+    _v0, v1, _v2, v3 = _sip(data, (k0, k1, k0 ^ 0x6C796765, k1 ^ 0x74656462),
+                            4, _halfsipround, c_rounds, d_rounds)
+    return v1 ^ v3
+
+
+def hsiphash(data, key, bits_per_long=64):
+    """The kernel's ``hsiphash(data, len, key)``, a u32, for ``key = (key[0], key[1])``
+    (``hsiphash_key_t``: two ``unsigned long``).
+
+    64-bit kernels: SipHash-1-3 of the 128-bit key ``key[0] | key[1] << 64``, truncated
+    to its low 32 bits (``HPOSTAMBLE`` returns the u64 into a u32).  32-bit kernels:
+    HalfSipHash-1-3 with the 64-bit key ``key[0] | key[1] << 32``.  ``data`` is the bytes
+    the kernel reads, little-endian words (x86, arm64).
+    """
+    k0, k1 = key
+    if bits_per_long == 64:
+        return siphash(k0.to_bytes(8, "little") + k1.to_bytes(8, "little"), data, 1, 3) \
+            & _U32
+    if bits_per_long == 32:
+        return halfsiphash(k0.to_bytes(4, "little") + k1.to_bytes(4, "little"), data, 1, 3)
+    raise ValueError(f"bits_per_long must be 64 or 32, got {bits_per_long!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# mh
+# ---------------------------------------------------------------------------------------
+
+MH_PRIMES = (251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071)
+MH_TAB_INDEX = 12                   # CONFIG_IP_VS_MH_TAB_INDEX (Kconfig default, Debian 12)
+MH_HASH1 = (2654435761, 2654435761)  # generate_hash_secret(): the offset / lookup key
+MH_HASH2 = (2654446892, 2654446892)  # generate_hash_secret(): the skip key
+
+
+def mh_hashkey(ip, port=0, key=MH_HASH1, offset=0, bits_per_long=64):
+    """``ip_vs_mh_hashkey()``: ``hsiphash(u32 v = offset + port + ntohl(addr_fold))``,
+    the u32 ``v`` hashed as the 4 bytes it occupies in memory (little-endian)."""
+    v = (offset + port + addr_fold(ip)) & _U32
+    return hsiphash(v.to_bytes(4, "little"), key, bits_per_long)
+
+
+def _mh_unavailable(dest):
+    """``is_unavailable()`` of ip_vs_mh.c: weight <= 0 or the OVERLOAD flag."""
+    return dest.weight <= 0 or dest.overloaded
+
+
+def _hash_key(value, what, bits_per_long):
+    limit = (1 << bits_per_long) - 1
+    try:
+        k0, k1 = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a pair of integers (hsiphash_key_t), "
+                         f"got {value!r}") from None
+    for k in (k0, k1):
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= limit:
+            raise ValueError(f"{what} must be a pair of integers from 0 to {limit} "
+                             f"(unsigned long on a {bits_per_long}-bit kernel), "
+                             f"got {value!r}")
+    return (k0, k1)
+
+
+class MaglevHashing(Scheduler):
+    """Maglev hashing -- net/netfilter/ipvs/ip_vs_mh.c (Eisenbud et al., NSDI 2016, 3.4).
+
+    **The table** has ``M = primes[CONFIG_IP_VS_MH_TAB_INDEX - 8]`` slots: 4093 with the
+    Kconfig default 12 (Debian 12's kernel has 12); ``tab_index`` 8..17 gives 251 ..
+    131071.  ``ip_vs_mh_reassign()`` rebuilds it on every add, delete and edit of a
+    server (``add_dest``/``del_dest``/``upd_dest`` are all ``ip_vs_mh_dest_changed()``):
+
+    * ``ip_vs_mh_gcd_weight()``: ``gcd`` of the positive *last weights*;
+      ``ip_vs_mh_shift_weight()``: ``rshift = max(0, fls(max last weight / gcd) -
+      tab_index / 2)``, which cuts the largest ``last weight / gcd`` to ``tab_index / 2``
+      bits (6 by default: at most 63 turns per round);
+    * ``ip_vs_mh_permutate()``: per server, ``offset = hashkey(addr, port, hash1) % M``,
+      ``skip = hashkey(addr, port, hash2) % (M - 1) + 1`` (the *real server's* address
+      and port) and ``turns = (last_weight / gcd) >> rshift``, or 1 when that is 0 but
+      the last weight is not;
+    * ``ip_vs_mh_populate()``: walking the list in order, round after round, each server
+      with ``turns >= 1`` claims ``turns`` slots in a row, each the next free slot of its
+      permutation ``offset, offset + skip, offset + 2*skip, ... (mod M)``; a server with
+      0 turns is skipped; it stops when all M slots are claimed.  So the slot counts are
+      exactly proportional to the turns, give or take the last, partial round (weights
+      3, 2, 1 in 4093 slots: 2047, 1364, 682), and where each server's slots lie comes
+      from the hashes alone.  No positive last weight (gcd 0): every slot is empty.
+
+    The *last weight* (``dest->last_weight``, ``__ip_vs_update_dest()`` in
+    ``ip_vs_ctl.c``) is the weight a server was added with, then the latest non-zero
+    weight it was given: setting a weight to 0 (quiescing it; keepalived's
+    ``inhibit_on_failure``) does not move a single slot, its slots stay and just stop
+    answering; a server *added* with weight 0 has no slot.
+
+    **A lookup** (``ip_vs_mh_schedule()``): slot ``hashkey(client_ip, port, hash1) % M``,
+    where ``port`` is the client's source port with the ``mh-port`` flag (``port=True``;
+    TCP/UDP/SCTP) and 0 otherwise.  Its server is returned unless it has weight 0 or the
+    OVERLOAD flag (``is_unavailable()``); then the result is NULL, or with
+    ``mh-fallback`` (``fallback=True``, ``ip_vs_mh_get_fallback()``) the kernel rehashes
+    ``hashkey(client_ip, port, hash1, roffset) % M`` for ``roffset = (ihash + offset) % M``,
+    offset = 0, 1, ..., M - 1, and takes the first available server (an empty slot ends
+    the search with NULL).
+
+    **The hash**: ``hashkey(addr, port, key, offset) = hsiphash(u32 (offset + port +
+    ntohl(addr)))`` (IPv6: the four 32-bit words XORed).  ``hsiphash()`` is SipHash-1-3
+    truncated to 32 bits on 64-bit kernels and HalfSipHash-1-3 on 32-bit ones
+    (``bits_per_long``); see :func:`hsiphash`.  Its keys are *not* random: the kernel's
+    ``generate_hash_secret()`` sets ``hash1 = {2654435761, 2654435761}`` and ``hash2 =
+    {2654446892, 2654446892}`` for every service on every boot (``ip_vs_mh_init_svc()``
+    calls it, there is no ``get_random_bytes()`` in ip_vs_mh.c), so the same servers give
+    the same table on every machine of the same word size.  ``hash1``/``hash2`` are
+    parameters only to experiment with other keys.
+
+    Notes.  Maglev's promise is *minimal disruption*: removing one of N servers moves
+    (about) only that server's slots; the others keep most of theirs (the removed
+    server's slots are taken over along the survivors' permutations, which can also
+    shift a few of theirs).  sh instead refills its 256 buckets in list order, so a
+    removal moves most clients.  As with sh, "a client keeps its server" holds only for
+    the same server list and last weights, and not with ``mh-port``.  Several changes
+    between two picks are applied as one rebuild on the final state (as for every
+    scheduler here): a weight changed 3 -> 5 -> 0 between two picks keeps last weight 3
+    here, 5 in the kernel.  More servers than slots: the kernel's ``reassign`` fails
+    with ``-EINVAL``, which ``__ip_vs_update_dest()`` ignores, so the old table stays; so
+    it does here.
+    """
+
+    name = "mh"
+
+    def __init__(self, fallback=False, port=False, tab_index=MH_TAB_INDEX,
+                 hash1=MH_HASH1, hash2=MH_HASH2, bits_per_long=64):
+        super().__init__()
+        if bits_per_long not in (32, 64):
+            raise ValueError(f"bits_per_long must be 64 or 32, got {bits_per_long!r}")
+        if isinstance(tab_index, bool) or tab_index not in range(8, 18):
+            raise ValueError("tab_index (CONFIG_IP_VS_MH_TAB_INDEX) must be an integer "
+                             f"from 8 to 17, got {tab_index!r}")
+        self.fallback = bool(fallback)
+        self.port = bool(port)
+        self.tab_index = tab_index
+        self.bits_per_long = bits_per_long
+        self.hash1 = _hash_key(hash1, "hash1", bits_per_long)
+        self.hash2 = _hash_key(hash2, "hash2", bits_per_long)
+        self.size = MH_PRIMES[tab_index - 8]       # IP_VS_MH_TAB_SIZE
+        self._tab_bits = tab_index // 2             # IP_VS_MH_TAB_BITS
+        self._table = [None] * self.size            # slot -> server key (ip, port)
+        self._last_weight = {}                      # server key -> dest->last_weight
+
+    def _options(self):
+        return {"fallback": self.fallback, "port": self.port, "tab_index": self.tab_index,
+                "hash1": self.hash1, "hash2": self.hash2,
+                "bits_per_long": self.bits_per_long}
+
+    def _hashkey(self, ip, port, key, offset=0):
+        return mh_hashkey(ip, port, key, offset, self.bits_per_long)
+
+    # the hooks --------------------------------------------------------------------
+
+    def _init_service(self, servers, now):
+        self._last_weight = {s.key: s.weight for s in servers}
+        self._reassign(servers)
+
+    def _dests_changed(self, old, new, now):
+        last = {}
+        for s in new:
+            previous = self._last_weight.get(s.key)
+            # added: its weight, even 0; edited: the latest non-zero weight
+            last[s.key] = s.weight if previous is None or s.weight != 0 else previous
+        self._last_weight = last
+        self._reassign(new)
+
+    def _reassign(self, servers):
+        if len(servers) > self.size:
+            return                                  # -EINVAL, ignored: the old table stays
+        self._table = self._populate(servers, self._dest_setup(servers))
+
+    def _dest_setup(self, servers):
+        """``ip_vs_mh_gcd_weight()`` + ``_shift_weight()`` + ``_permutate()``: a list of
+        ``[offset, skip, turns]`` per server, or None when no last weight is positive."""
+        weights = [self._last_weight[s.key] for s in servers]
+        gcd = 0
+        for w in weights:
+            if w > 0:
+                gcd = math.gcd(w, gcd) if gcd > 0 else w
+        if gcd < 1:
+            return None
+        rshift = max(0, (max(weights) // gcd).bit_length() - self._tab_bits)
+        setup = []
+        for s, lw in zip(servers, weights):
+            offset = self._hashkey(s.ip, s.port, self.hash1) % self.size
+            skip = self._hashkey(s.ip, s.port, self.hash2) % (self.size - 1) + 1
+            turns = ((lw // gcd) >> rshift) or int(lw != 0)
+            setup.append([offset, skip, turns])
+        return setup
+
+    def _populate(self, servers, setup):
+        """``ip_vs_mh_populate()``: every slot gets a server key (None: no setup)."""
+        size = self.size
+        table = [None] * size
+        if setup is None:
+            return table                            # ip_vs_mh_reset()
+        perm = [offset for offset, _skip, _turns in setup]
+        n, dt_count, i, count = 0, 0, 0, len(servers)
+        while True:
+            if i == count:
+                i = 0
+            while i < count:
+                _offset, skip, turns = setup[i]
+                if turns < 1:                       # added with weight 0: no slot
+                    i += 1
+                    continue
+                c = perm[i]
+                while table[c] is not None:         # test_bit(): taken, try the next one
+                    perm[i] = c = (c + skip) % size
+                table[c] = servers[i].key
+                n += 1
+                if n == size:
+                    return table
+                dt_count += 1
+                if dt_count >= turns:
+                    dt_count = 0
+                    i += 1
+
+    # the lookup -------------------------------------------------------------------
+
+    def _schedule(self, servers, *, client_ip, client_port, **_):
+        _need(client_ip, "client_ip", "mh")
+        port = (client_port or 0) if self.port else 0
+        by_key = {s.key: s for s in servers}
+        ihash = self._hashkey(client_ip, port, self.hash1) % self.size
+        dest = self._dest(ihash, by_key)
+        if dest is None:
+            return None
+        if not _mh_unavailable(dest):
+            return dest
+        if not self.fallback:
+            return None
+        for offset in range(self.size):             # ip_vs_mh_get_fallback()
+            roffset = (offset + ihash) % self.size
+            slot = self._hashkey(client_ip, port, self.hash1, roffset) % self.size
+            dest = self._dest(slot, by_key)
+            if dest is None:
+                break
+            if not _mh_unavailable(dest):
+                return dest
+        return None
+
+    def _dest(self, slot, by_key):
+        key = self._table[slot]
+        if key is None:
+            return None
+        # a server missing from the list only when the table could not be rebuilt
+        return by_key.get(key) or self._seen.get(key)
+
+    # for people and tests ---------------------------------------------------------
+
+    @property
+    def buckets(self):
+        """Names of the servers in the table's slots, as of the last ``pick()``."""
+        return tuple(None if key is None else self._seen[key].name for key in self._table)
+
+    def permutations(self):
+        """``{name: (offset, skip, turns)}`` of ``ip_vs_mh_permutate()`` for the server
+        list of the last ``pick()`` (empty when no last weight is positive)."""
+        setup = self._dest_setup(self._servers) or []
+        return {s.name: tuple(row) for s, row in zip(self._servers, setup)}
+
+    def slot(self, client_ip, client_port=0):
+        """The slot ``ip_vs_mh_get()`` looks at first for this client."""
+        port = (client_port or 0) if self.port else 0
+        return self._hashkey(client_ip, port, self.hash1) % self.size
+
+
+# ---------------------------------------------------------------------------------------
+# twos
+# ---------------------------------------------------------------------------------------
+
+
+def _s32(value):
+    """An ``int`` product as the kernel computes it (wraps; -fno-strict-overflow)."""
+    value &= _U32
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def get_random_u32_below(ceil, random_u32):
+    """``__get_random_u32_below()`` (drivers/char/random.c): a number in ``[0, ceil)``
+    from ``random_u32()`` words by Lemire's multiply-shift, drawing again while the low
+    half of ``ceil * rand`` is below ``2**32 % ceil`` (so every value is equally likely).
+    """
+    rand = random_u32()
+    if not ceil:
+        return rand
+    mult = ceil * rand
+    if (mult & _U32) < ceil:
+        bound = (1 << 32) % ceil                    # -ceil % ceil in u32
+        while (mult & _U32) < bound:
+            mult = ceil * random_u32()
+    return mult >> 32
+
+
+def _u32_source(rng):
+    """A function returning random u32s from ``rng``: None (the OS's generator, like the
+    kernel's), an int seed or a ``random.Random`` (``getrandbits(32)``), or a function
+    that returns u32s itself (a scripted sequence in tests)."""
+    if rng is None:
+        system = random.SystemRandom()
+        return lambda: system.getrandbits(32)
+    if isinstance(rng, int) and not isinstance(rng, bool):
+        seeded = random.Random(rng)
+        return lambda: seeded.getrandbits(32)
+    if isinstance(rng, random.Random):
+        return lambda: rng.getrandbits(32)
+    if callable(rng):
+        def checked():
+            value = rng()
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not 0 <= value <= _U32:
+                raise ValueError("the twos random source must return integers from 0 to "
+                                 f"{_U32} (get_random_u32), got {value!r}")
+            return value
+        return checked
+    raise TypeError("rng must be None, an int seed, a random.Random or a function "
+                    f"returning 32-bit integers, got {rng!r}")
+
+
+class PowerOfTwoChoices(Scheduler):
+    """Weighted random of two choices ("power of twos choice") --
+    net/netfilter/ipvs/ip_vs_twos.c, ``ip_vs_twos_schedule()``.
+
+    1. ``total`` = the sum of the weights of the servers with weight > 0 and no
+       OVERLOAD flag (none: NULL); ``rweight1``, ``rweight2`` = two independent
+       ``get_random_u32_below(total + 1)``, i.e. each in ``0 .. total`` *inclusive*;
+    2. one walk over those servers in list order subtracts each weight from both; the
+       first server where ``rweight1 <= 0`` is choice 1, the first where ``rweight2 <= 0``
+       choice 2 (possibly the same server).  So a server is drawn with probability
+       ``weight / (total + 1)``, except the first eligible one: ``(weight + 1) /
+       (total + 1)`` (a draw of 0 lands on it too);
+    3. choice 2 wins only if its load per weight is strictly lower:
+       ``weight2 * overhead1 > weight1 * overhead2`` with ``overhead = active*256 +
+       inactive`` (``ip_vs_dest_conn_overhead()``), in C ``int`` arithmetic, which
+       wraps past 2**31 (the kernel is built with -fno-strict-overflow); equal loads
+       keep choice 1.
+
+    Randomness: the kernel draws from ``get_random_u32()`` (a CSPRNG); here ``rng`` is
+    the source of those 32-bit words: None (the OS's generator: picks are random, as in
+    the kernel), an int seed or a ``random.Random`` (reproducible), or a function
+    returning u32s (tests script the exact words).  Two words are used per pick, more
+    only when ``get_random_u32_below()`` rejects a draw (probability below
+    ``total / 2**32``).  twos appeared in Linux 6.1 (Debian 12's 6.1 kernel leaves
+    ``CONFIG_IP_VS_TWOS`` unset); 6.1 drew with ``prandom_u32_max()``, the same
+    multiply-shift without that rejection step; later kernels use
+    ``get_random_u32_below()``, modelled here.  No state, no hooks.
+    """
+
+    name = "twos"
+
+    def __init__(self, rng=None):
+        super().__init__()
+        self.rng = rng
+        self._random_u32 = _u32_source(rng)
+
+    def _options(self):
+        return {"rng": self.rng}
+
+    def _schedule(self, servers, **_):
+        eligible = [d for d in servers if not d.overloaded and d.weight > 0]
+        if not eligible:
+            return None
+        total = sum(d.weight for d in eligible) + 1
+        rweight1 = get_random_u32_below(total, self._random_u32)
+        rweight2 = get_random_u32_below(total, self._random_u32)
+        choice1 = choice2 = None
+        weight1 = weight2 = -1
+        overhead1 = overhead2 = 0
+        for dest in eligible:
+            rweight1 -= dest.weight
+            rweight2 -= dest.weight
+            if rweight1 <= 0 and weight1 == -1:
+                choice1, weight1, overhead1 = dest, dest.weight, conn_overhead(dest)
+            if rweight2 <= 0 and weight2 == -1:
+                choice2, weight2, overhead2 = dest, dest.weight, conn_overhead(dest)
+            if weight1 != -1 and weight2 != -1:
+                break
+        if _s32(weight2 * overhead1) > _s32(weight1 * overhead2):
+            choice1 = choice2
+        return choice1
+
+
+# ---------------------------------------------------------------------------------------
 # factory
 # ---------------------------------------------------------------------------------------
 
@@ -981,7 +1535,8 @@ _CLASSES = {
     cls.name: cls
     for cls in (RoundRobin, WeightedRoundRobin, LeastConnection, WeightedLeastConnection,
                 ShortestExpectedDelay, NeverQueue, SourceHashing, DestinationHashing,
-                LocalityBasedLeastConnection, LocalityBasedLeastConnectionReplication)
+                LocalityBasedLeastConnection, LocalityBasedLeastConnectionReplication,
+                WeightedFailover, WeightedOverflow, MaglevHashing, PowerOfTwoChoices)
 }
 assert tuple(_CLASSES) == ALGORITHMS
 
@@ -990,8 +1545,12 @@ def make_scheduler(name, **options):
     """A new scheduler by its ipvsadm name (``-s``), e.g. ``make_scheduler("wlc")``.
 
     Options: ``sh`` takes ``fallback=`` (``sh-fallback``) and ``port=`` (``sh-port``);
+    ``mh`` takes ``fallback=`` (``mh-fallback``) and ``port=`` (``mh-port``), and the
+    build-time ``tab_index=`` (``CONFIG_IP_VS_MH_TAB_INDEX``, default 12),
+    ``bits_per_long=`` (64 or 32) and ``hash1=``/``hash2=`` keys;
     ``lblc``/``lblcr`` take ``expiration=`` seconds (the ``lblc_expiration`` /
-    ``lblcr_expiration`` sysctl, default 86400).
+    ``lblcr_expiration`` sysctl, default 86400); ``twos`` takes ``rng=`` (an int seed, a
+    ``random.Random`` or a function returning 32-bit integers; default: random).
     """
     key = str(name).strip().lower()
     cls = _CLASSES.get(key)

@@ -15,7 +15,7 @@ Example (``virtual_server:`` may be left out and the settings written at the top
       vip: 10.0.0.100            # the address clients use; owned by no host
       port: 80
       protocol: tcp              # only tcp
-      lb_algo: wlc               # rr wrr lc wlc sed nq sh dh lblc lblcr (ipvsadm -s)
+      lb_algo: wlc               # rr wrr lc wlc sed nq sh dh lblc lblcr fo ovf mh twos
       lb_kind: NAT               # NAT (ipvsadm -m) or DR (ipvsadm -g)
       persistence_timeout: 0     # ipvsadm -p SECONDS; 0 = no persistence
       inhibit_on_failure: false  # true: a failed server gets weight 0 instead of removal
@@ -49,6 +49,9 @@ persistence_timeout    ``ipvsadm -p``: a client keeps going to the same real ser
 inhibit_on_failure     keepalived: on a failed check set the weight to 0 (quiesce: existing
                        connections go on, no new ones) instead of removing the server
 sh_fallback, sh_port   the ``sh`` scheduler's flags (``ipvsadm -b sh-fallback,sh-port``)
+mh_fallback, mh_port   the ``mh`` scheduler's flags (``ipvsadm -b mh-fallback,mh-port``;
+                       keepalived ``mh-fallback``, ``mh-port``); a scheduler's flags are
+                       ignored under another scheduler, as keepalived ignores them
 vmac                   the MAC the controller answers ARP for the VIP with; default
                        ``02:fe:`` + the four VIP octets in hex (locally administered)
 health_check           one check for every real server, see :class:`HealthCheck`
@@ -183,6 +186,8 @@ class VirtualService:
     inhibit_on_failure: bool = False
     sh_fallback: bool = False
     sh_port: bool = False
+    mh_fallback: bool = False
+    mh_port: bool = False
     health_check: HealthCheck = field(default_factory=HealthCheck)
     real_servers: list[RealServerSpec] = field(default_factory=list)
     vmac: str = ""
@@ -200,15 +205,21 @@ class VirtualService:
         raise KeyError(f"virtual service {self.name} has no real server {name!r}; "
                        f"known: {known}")
 
-    def scheduler_options(self):
-        """Keyword options for ``schedulers.make_scheduler(self.lb_algo, ...)``.
+    def scheduler_options(self, lb_algo=None):
+        """Keyword options for ``schedulers.make_scheduler(lb_algo, ...)``: for the
+        service's own ``lb_algo`` by default, or for the one it is being switched to.
 
-        ``sh`` gets ``fallback``/``port`` from ``sh_fallback``/``sh_port``; the other
-        schedulers take none (``sh_*`` are ignored for them, as ipvsadm ignores
-        ``-b sh-port`` with another scheduler).
+        ``sh`` gets ``fallback``/``port`` from ``sh_fallback``/``sh_port``, ``mh`` from
+        ``mh_fallback``/``mh_port``; the other schedulers take none (a scheduler's flags
+        are ignored for the others, as keepalived ignores ``sh-port`` with ``lb_algo
+        wlc``).  The kernel's flags are shared bits (``IP_VS_SVC_F_SCHED1``/``SCHED2``),
+        but a service names them for the scheduler it means.
         """
-        if self.lb_algo == "sh":
+        algo = str(self.lb_algo if lb_algo is None else lb_algo).strip().lower()
+        if algo == "sh":
             return {"fallback": self.sh_fallback, "port": self.sh_port}
+        if algo == "mh":
+            return {"fallback": self.mh_fallback, "port": self.mh_port}
         return {}
 
 
@@ -296,8 +307,11 @@ SERVICE_SCHEMA = {
     "errorMessage": {"type": "a virtual service must be a mapping of settings, got {type}",
                      "additionalProperties": _UNKNOWN},
     # keepalived spellings that belong in health_check
-    "x-hints": {key: f"{key} belongs in health_check" for key in (
+    "x-hints": {**{key: f"{key} belongs in health_check" for key in (
         "delay_loop", "connect_timeout", "retry", "interval", "timeout", "rise", "fall")},
+        # keepalived's and ipvsadm's spelling of the scheduler flags
+        **{flag: f"it is spelt {flag.replace('-', '_')} here" for flag in (
+            "sh-fallback", "sh-port", "mh-fallback", "mh-port")}},
     "properties": {
         "name": _NAME,
         "vip": _IPV4,
@@ -315,6 +329,8 @@ SERVICE_SCHEMA = {
         "inhibit_on_failure": {"type": "boolean"},
         "sh_fallback": {"type": "boolean"},
         "sh_port": {"type": "boolean"},
+        "mh_fallback": {"type": "boolean"},
+        "mh_port": {"type": "boolean"},
         "vmac": {"type": ["string", "null"],
                  "pattern": r"^\s*[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}\s*\Z",
                  "errorMessage": {
@@ -334,6 +350,9 @@ SERVICE_SCHEMA = {
     "required": ["name", "vip", "real_servers"],
     "additionalProperties": False,
 }
+
+# the true/false settings, all false by default
+_FLAGS = ("inhibit_on_failure", "sh_fallback", "sh_port", "mh_fallback", "mh_port")
 
 # the settings may also sit under one `virtual_server:` key
 _WRAPPED = {
@@ -457,8 +476,7 @@ def parse_service(data):
         lb_algo=data.get("lb_algo", "wlc").strip().lower(), lb_kind=kind,
         persistence_timeout=data.get("persistence_timeout", 0), health_check=check_,
         real_servers=specs, vmac=vmac,
-        **{key: data.get(key, False) for key in ("inhibit_on_failure", "sh_fallback",
-                                                  "sh_port")})
+        **{key: data.get(key, False) for key in _FLAGS})
 
 
 # ---------------------------------------------------------------------------------------
@@ -502,6 +520,8 @@ def service_to_dict(svc):
         "inhibit_on_failure": svc.inhibit_on_failure,
         "sh_fallback": svc.sh_fallback,
         "sh_port": svc.sh_port,
+        "mh_fallback": svc.mh_fallback,
+        "mh_port": svc.mh_port,
         "vmac": svc.vmac,
         "health_check": check_data,
         "real_servers": [{"name": s.name, "ip": s.ip, "port": s.port, "weight": s.weight}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from controllers.schedulers import (ALGORITHMS, RealServer, dh_hashkey, make_scheduler,
+from controllers.schedulers import (CLASSIC, RealServer, dh_hashkey, make_scheduler,
                                     sh_hashkey)
 from redlab import addressing as ap
 from redlab.agent import ClientAgent
@@ -489,7 +489,7 @@ def walkthrough(ctx):
             "in use.")
     ctx.say("Your prediction task: %s (`redlab lab 06 variant NAME` shows a name's states)."
             % variant_text(variant, student))
-    service = web_service(ALGORITHMS[0], weights=WEIGHTS, check="tcp")
+    service = web_service(CLASSIC[0], weights=WEIGHTS, check="tcp")
     measured = dict(weights=weights, load=LOAD, closing_timeout=CLOSING_TIMEOUT,
                     variant=variant)
     with LoadBalancedService(service, name="lab06", run_folder=ctx.folder("scheduling"),
@@ -509,7 +509,7 @@ def walkthrough(ctx):
                     "is switched live with set_scheduler (ipvsadm -E -s) on the same network."
                     % (len(LOAD), LOAD, CLOSING_TIMEOUT))
             spread = {}
-            for algo in ALGORITHMS:
+            for algo in CLASSIC:
                 result = bench.run_load(algo, LOAD)
                 paper = kernel_picks(algo, [(n, weights[n], 0, 0) for n in SERVERS], LOAD,
                                      bench.client_ip, service.vip)

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 import controllers.service as service_module
-from controllers.schedulers import make_scheduler
+from controllers.schedulers import ALGORITHMS, MaglevHashing, make_scheduler
 from controllers.service import HealthCheck, RealServerSpec, ServiceConfigError, \
     VirtualService, derive_vmac, load_service, parse_service, service_to_dict
 
@@ -242,10 +242,10 @@ def test_weight_above_the_ipvsadm_limit():
                               "limit), got 65536")
 
 
-def test_unknown_algorithm_lists_the_ten():
+def test_unknown_algorithm_lists_the_fourteen():
     assert error_of(base(lb_algo="fast")) == (
         "lb_algo 'fast' is unknown; choose one of rr, wrr, lc, wlc, sed, nq, sh, dh, "
-        "lblc, lblcr")
+        "lblc, lblcr, fo, ovf, mh, twos")
 
 
 def test_vip_used_by_a_real_server():
@@ -407,7 +407,8 @@ def test_at_least_one_real_server():
         "real_servers[0] must be a mapping with name, ip, port, weight, got 'web1'"
 
 
-@pytest.mark.parametrize("setting", ["inhibit_on_failure", "sh_fallback", "sh_port"])
+@pytest.mark.parametrize("setting", ["inhibit_on_failure", "sh_fallback", "sh_port",
+                                     "mh_fallback", "mh_port"])
 def test_flags_must_be_booleans(setting):
     assert error_of(base(**{setting: "yes please"})) == \
         f"{setting} must be true or false, got 'yes please'"
@@ -507,11 +508,57 @@ def test_scheduler_options_only_for_sh():
     assert svc.scheduler_options() == {}
 
 
-@pytest.mark.parametrize("algo", ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh",
-                                  "lblc", "lblcr"])
+def test_scheduler_options_for_mh():
+    svc = parse_service(base(lb_algo="mh", mh_fallback=True, sh_fallback=False))
+    assert svc.scheduler_options() == {"fallback": True, "port": False}
+    svc = parse_service(base(lb_algo="mh", mh_port=True, sh_fallback=True))
+    assert svc.scheduler_options() == {"fallback": False, "port": True}
+    # switching the service to another scheduler (set_scheduler) takes that one's flags
+    assert svc.scheduler_options("sh") == {"fallback": True, "port": False}
+    assert svc.scheduler_options("MH") == {"fallback": False, "port": True}
+    assert svc.scheduler_options("twos") == {}
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
 def test_scheduler_options_build_a_scheduler(algo):
-    svc = parse_service(base(lb_algo=algo, sh_port=True))
+    svc = parse_service(base(lb_algo=algo, sh_port=True, mh_port=True, mh_fallback=True))
     assert make_scheduler(svc.lb_algo, **svc.scheduler_options()).name == algo
+
+
+MH_YAML = """\
+virtual_server:
+  name: web
+  vip: 10.0.0.100
+  lb_algo: MH
+  mh_fallback: true
+  mh_port: true
+  real_servers:
+    - {name: web1, ip: 10.0.0.11, weight: 3}
+    - {name: web2, ip: 10.0.0.12, weight: 1}
+"""
+
+
+def test_an_mh_service_file_with_its_flags_validates_and_round_trips(tmp_path):
+    svc = load_service(write(tmp_path, MH_YAML))
+    assert (svc.lb_algo, svc.mh_fallback, svc.mh_port) == ("mh", True, True)
+    assert (svc.sh_fallback, svc.sh_port) == (False, False)
+    assert parse_service(service_to_dict(svc)) == svc
+    scheduler = make_scheduler(svc.lb_algo, **svc.scheduler_options())
+    assert isinstance(scheduler, MaglevHashing)
+    assert (scheduler.fallback, scheduler.port) == (True, True)
+
+
+@pytest.mark.parametrize("algo", ["fo", "ovf", "twos"])
+def test_the_other_new_schedulers_are_accepted(algo):
+    svc = parse_service(base(lb_algo=algo.upper()))
+    assert svc.lb_algo == algo and svc.scheduler_options() == {}
+
+
+@pytest.mark.parametrize("flag", ["sh-fallback", "sh-port", "mh-fallback", "mh-port"])
+def test_keepalived_spelling_of_a_flag_points_to_ours(flag):
+    message = error_of(base(lb_algo=flag[:2], **{flag: True}))
+    assert message.startswith(f"unknown setting '{flag}' in virtual_server; known: ")
+    assert message.endswith(f"(it is spelt {flag.replace('-', '_')} here)")
 
 
 def test_health_check_target_port():
