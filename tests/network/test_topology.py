@@ -70,6 +70,10 @@ def test_topology_files_load_with_mn_custom(name):
     import importlib
     path = REPO / "topologies" / ("%s.py" % name)
     test = getattr(importlib.import_module("topologies." + name), "MN_CUSTOM_TEST", "pingall")
+    if test is None:
+        # mn would fail, and its "Cleaning up" runs `rm -f /tmp/*.out /tmp/*.log` on the
+        # machine's /tmp (seen: it ate other users' files during a suite run)
+        pytest.skip("topology %s takes its nodes from a drill file, not from mn" % name)
     out = subprocess.run(["mn", "--custom", str(path), "--topo", name,
                           "--switch", "ovs,datapath=user,failMode=standalone",
                           "--controller", "none", "--test", test],

@@ -25,7 +25,10 @@ def assert_failed_over(result):
     assert result.vip_holder_before == "web1" and result.vip_holder_after == "web2"
     # keepalived: master down after 3 x advert_int + skew (~3.6 s with advert_int 1)
     assert t.time_to_detect is not None and 2.5 < t.time_to_detect < 5, t
-    assert t.time_to_detect <= t.time_to_recover < t.time_to_detect + 2, t
+    # recovery is timed by the request's send time and detection by keepalived's notify
+    # script, which runs a few ms after the transition: a request sent just before the
+    # notify (one probe interval) may be the first one answered
+    assert t.time_to_detect - 0.1 <= t.time_to_recover < t.time_to_detect + 2, t
     assert 0 < t.requests_lost < t.requests_sent
 
 
