@@ -149,7 +149,9 @@ def saw_http_500_fail_the_masters_check(record):
     fault = [e["t"] for e in record["events"] if e["lane"] == "vrrp web2"
              and e["label"] == "FAULT" and e["t"] >= broken][0]
     failed = [s for s in answers(record, broken, fixed) if not s["ok"]]
-    assert {(s["error"], s["served_by"]) for s in failed if s["t"] < fault} == \
+    # keepalived's notify script runs a few ms after the transition: a request sent in
+    # the last interval before its timestamp may already meet the released VIP
+    assert {(s["error"], s["served_by"]) for s in failed if s["t"] < fault - 0.1} == \
         {("HTTP 500", "web2")}
     # web2 left the VIP with a priority-0 advert: nobody held it until web1 took it
     # (after its skew, (256 - 150) / 256 s), and a request sent then timed out
