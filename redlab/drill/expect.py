@@ -142,13 +142,21 @@ def _never(obs, entry_id):
     return "its step (%s) never happened" % entry_id
 
 
-def _recover_within(name, item, obs, start, end):
-    bound = item["recover_within"]
+def _probe_window(name, item, bound, obs, start, end):
+    """The probe's requests in the window and their timeline, or (None, a failed result)
+    when the probe sent nothing there."""
     samples = _between(obs.samples.get(item["probe"], []), start, end)
     if not samples:
-        return _result(name, False, None, bound, "probe %s sent no request after the fault"
-                       % item["probe"])
-    timeline = analyse(as_samples(samples), start)
+        return None, _result(name, False, None, bound, "probe %s sent no request after the "
+                             "fault" % item["probe"])
+    return samples, analyse(as_samples(samples), start)
+
+
+def _recover_within(name, item, obs, start, end):
+    bound = item["recover_within"]
+    samples, timeline = _probe_window(name, item, bound, obs, start, end)
+    if samples is None:
+        return timeline
     took = timeline.time_to_recover
     if took is None:
         return _result(name, False, None, bound, "service not back %s after the fault "
@@ -159,11 +167,9 @@ def _recover_within(name, item, obs, start, end):
 
 def _max_lost(name, item, obs, start, end):
     bound = item["max_lost"]
-    samples = _between(obs.samples.get(item["probe"], []), start, end)
-    if not samples:
-        return _result(name, False, None, bound, "probe %s sent no request after the fault"
-                       % item["probe"])
-    timeline = analyse(as_samples(samples), start)
+    samples, timeline = _probe_window(name, item, bound, obs, start, end)
+    if samples is None:
+        return timeline
     lost = timeline.requests_lost
     if not timeline.recovered:
         return _result(name, False, lost, bound, "the service never came back: %d of %d "

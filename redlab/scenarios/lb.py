@@ -11,6 +11,7 @@ Used by the load-balancer lab, the tests and the benchmark; ``redlab run lb`` is
 import re
 import time
 
+from redlab.drill.gameday import CLIRunner
 from redlab.lb import HealthChecker, format_status, lb_network, load, prepare_dr, request
 from redlab.net import Network
 from redlab.wait import wait_until
@@ -131,12 +132,7 @@ def run_scenario(service, requests=12, cli=False, hold=0.0, run_folder=None, std
     return runner.run(refuse_unsupported(drill), run_folder)
 
 
-def _scenario_runner():
-    from redlab.drill.gameday import CLIRunner
-    return CLIRunner
-
-
-class _ScenarioRunner(_scenario_runner()):
+class _ScenarioRunner(CLIRunner):
     """The drill's timeline phase is the scenario: nothing breaks, a person looks on."""
 
     def __init__(self, drill, requests, cli, hold, stdin, out):
