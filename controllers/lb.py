@@ -63,6 +63,7 @@ from controllers.service import (RealServerSpec, ServiceConfigError, load_servic
 CONN_COOKIE = 0x7ED1AB01
 NEXT_COOKIE = 0x7ED1AB02 << 32          # + the index of the pre-installed next pick
 PRIO_CONN, PRIO_NEXT, PRIO_NEW, PRIO_COPY = 200, 150, 100, 30
+PRIO_CLAIM = 40         # above the learning switch's ARP copy (20): ARP claiming the VIP
 # schedulers whose choice does not depend on the client or destination address
 FAST_PATH_ALGOS = ("rr", "wrr", "lc", "wlc", "sed", "nq")
 SYN, RST, ACK, FIN = 0x02, 0x04, 0x10, 0x01
@@ -123,6 +124,10 @@ class LoadBalancer(L2Switch):
             return parser.OFPMatch(_ordered_fields=[
                 ("eth_type", ether_types.ETH_TYPE_IP), ("ip_proto", in_proto.IPPROTO_TCP)]
                 + list(fields) + [("tcp_flags_nxm", (flags, flags))])
+        # the VIP is the controller's: ARP that claims it (a host's gratuitous ARP, a reply
+        # from the VIP) reaches the controller only, never the other hosts' caches
+        self.add_flow(dp, self.LEARN_TABLE, PRIO_CLAIM,
+                      parser.OFPMatch(eth_type=ether_types.ETH_TYPE_ARP, arp_spa=svc.vip), copy)
         # copies of the segments that change a connection's state
         for flags in (SYN | ACK, FIN, RST):
             self.add_flow(dp, self.LEARN_TABLE, PRIO_COPY, flags_match(flags, ("tcp_src", svc.port)),
@@ -175,11 +180,16 @@ class LoadBalancer(L2Switch):
         dp = msg.datapath
         seg = parse_tcp(msg.data)            # the hot path: no os-ken packet objects
         if seg is None:
-            super().packet_in(ev)            # learning (MACs, ARP bindings)
             pkt = packet.Packet(msg.data)
             eth = pkt.get_protocol(ethernet.ethernet)
-            if eth is not None and eth.ethertype == ether_types.ETH_TYPE_ARP:
-                self.handle_arp(dp, msg.match["in_port"], eth, pkt.get_protocol(arp.arp))
+            req = pkt.get_protocol(arp.arp) if eth is not None and \
+                eth.ethertype == ether_types.ETH_TYPE_ARP else None
+            if req is not None and req.src_ip == self.service.vip:
+                self.vip_claimed(dp, msg.match["in_port"], req)
+                return
+            super().packet_in(ev)            # learning (MACs, ARP bindings)
+            if req is not None:
+                self.handle_arp(dp, msg.match["in_port"], eth, req)
             return
         if not is_multicast(seg.eth_src):
             self.learn_mac(dp, seg.eth_src, msg.match["in_port"])
@@ -198,6 +208,15 @@ class LoadBalancer(L2Switch):
                 self.close_connection(dp, seg.ip_src, seg.src_port)
             else:
                 self.close_connection(dp, seg.ip_dst, seg.dst_port)
+
+    def vip_claimed(self, dp, in_port, req):
+        """A host said it is the VIP (the switch dropped it; nobody else saw it): learn
+        nothing from it, say who tried."""
+        self.event_log.emit("vip_claim_dropped", dpid=dp.id, port=in_port, mac=req.src_mac,
+                            opcode=req.opcode)
+        self.logger.warning("dropped an ARP %s from %s on port %s claiming the VIP %s",
+                            "reply" if req.opcode == arp.ARP_REPLY else "request",
+                            req.src_mac, in_port, req.src_ip)
 
     def handle_arp(self, dp, in_port, eth, req):
         if req is None:

@@ -165,3 +165,36 @@ def test_inhibit_on_failure_keeps_the_server_listed_with_weight_0(run_folder):
         assert "HTTP 500" in web2["reason"]
         assert set(names(lab, 6)) == {"web1", "web3"}
         fault.undo()
+
+
+GARP = ("from scapy.all import ARP, Ether, sendp; "
+        "sendp(Ether(src='{mac}', dst='ff:ff:ff:ff:ff:ff') / ARP(op={op}, hwsrc='{mac}', "
+        "psrc='{vip}', hwdst='ff:ff:ff:ff:ff:ff', pdst='{vip}'), iface='{iface}', count=3, "
+        "verbose=False)")
+
+
+def test_a_host_claiming_the_vip_is_dropped_and_logged(run_folder):
+    """A gratuitous ARP from client1 that says it is the VIP (scapy, a request and a
+    reply) reaches nobody: the director's ARP entry for the VIP keeps the load
+    balancer's MAC, the controller names who tried, and the service keeps answering."""
+    import sys
+    with LoadBalancedService(web_service("rr", check="tcp"), run_folder=run_folder) as lab:
+        client, director = lab.client, lab["director"]
+        vip = lab.service.vip
+        assert director.cmd("curl -s -m 2 -o /dev/null -w '%%{http_code}' http://%s/"
+                            % vip) == "200"
+        before = director.cmd("ip neigh show %s" % vip).split()
+        assert lab.service.vmac in before, before
+        since = time.time()
+        for op in (1, 2):
+            out = client.cmd("%s -c \"%s\" 2>&1" % (sys.executable, GARP.format(
+                mac=client.MAC(), op=op, vip=vip, iface=client.defaultIntf().name)))
+            assert "Error" not in out, out
+        claims = lambda: [e for e in lab.network.controller.events("vip_claim_dropped")  # noqa
+                          if e["t"] >= since]
+        wait_until(lambda: (len(claims()) >= 6, claims()), 10,
+                   "the controller to report the six claims")
+        assert {(e["mac"], e["opcode"]) for e in claims()} == {(client.MAC(), 1),
+                                                                (client.MAC(), 2)}
+        assert director.cmd("ip neigh show %s" % vip).split()[:5] == before[:5]
+        assert lab.get()[0] == 200
