@@ -217,11 +217,21 @@ class KeepalivedLvs(Daemon):
                 out.splitlines()[-1] if out else "ipvsadm printed nothing")
 
 
+def scheduler_flags(service):
+    """keepalived's words for the scheduler's flags (``sh-port``, ``mh-fallback``...): the
+    service's ``sh_*``/``mh_*`` settings for its own ``lb_algo`` (the others' are
+    ignored, as keepalived ignores them)."""
+    algo = str(service.lb_algo).lower()
+    return ["%s-%s" % (algo, name) for name, on in sorted(service.scheduler_options().items())
+            if on]
+
+
 def lvs_values(service):
     """The keepalived ``virtual_server`` values of a redlab service (same names, same units)."""
     hc = service.health_check
     return dict(name=service.name, vip=service.vip, port=service.port,
                 delay_loop=hc.interval, lb_algo=service.lb_algo, lb_kind=service.lb_kind,
+                scheduler_flags=scheduler_flags(service),
                 persistence_timeout=service.persistence_timeout,
                 inhibit_on_failure=service.inhibit_on_failure, check_type=hc.type,
                 path=hc.path, status=hc.status, timeout=hc.timeout,

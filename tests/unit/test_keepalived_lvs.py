@@ -38,3 +38,19 @@ def test_timings_are_the_services_own(tmp_path):
     assert ok, output
     assert "delay_loop 0.2" in text and text.count("connect_timeout 0.5") == 3
     assert text.count("retry 2") == 3 and "alpha" in text
+
+
+@pytest.mark.parametrize("algo, settings, flags", [
+    ("sh", dict(sh_port=True, sh_fallback=True), ["sh-fallback", "sh-port"]),
+    ("mh", dict(mh_port=True), ["mh-port"]),
+    ("mh", dict(mh_fallback=True, sh_port=True), ["mh-fallback"]),     # sh's: ignored
+    ("fo", {}, []), ("ovf", {}, []), ("mh", {}, []), ("twos", {}, []),
+])
+def test_every_scheduler_and_its_flags_reach_keepalived(tmp_path, algo, settings, flags):
+    ok, output = render_keepalived_lvs(web_service(algo, check="tcp", **settings),
+                                       "director", tmp_path / "k.conf")
+    text = (tmp_path / "k.conf").read_text()
+    assert ok, output
+    assert "lb_algo %s" % algo in text
+    assert [line.strip() for line in text.splitlines()
+            if line.strip().startswith(("sh-", "mh-"))] == flags
