@@ -24,14 +24,25 @@ How the lab maps onto that:
 
 * One table per virtual service, so a connection is keyed by ``(client_ip,
   client_port)`` alone; the VIP and port are the service's.  The controller calls
-  ``add()`` when it schedules a SYN (state SYN_RECV), ``established()`` when the
-  client's ACK completes the handshake, ``closing()`` when it sees a FIN or RST, and
-  ``remove()`` when the connection's flows expire or are cleared.
+  ``add()`` when it schedules a SYN (state SYN_RECV, InActConn), ``established()`` when
+  the client's first ACK after the server's SYN-ACK reaches it (the switch learns, from
+  the SYN-ACK, a one-shot flow that reports that ACK: see ``controllers.lb``), ``closing()``
+  when it sees a FIN or RST, and ``remove()`` when the connection's flows expire or are
+  cleared.  The server's SYN-ACK alone changes nothing (``ip_vs_proto_tcp.c``,
+  ``tcp_states``: a SYN|ACK in SYN_RECV stays SYN_RECV), so a spoofed or lost client
+  never counts as ActiveConn.
+* Half-open entries expire as IPVS's do: ``expire_half_open()`` removes and returns the
+  connections that have been in SYN_RECV for ``syn_recv_timeout`` seconds
+  (:data:`SYN_RECV_TIMEOUT`, the kernel's value), for the controller to delete their
+  flows.  A SYN flood therefore leaves InActConn entries that go away on their own and
+  never weighs on lc/wlc as ActiveConn (256 times an InActConn).  The kernel re-arms the
+  timer on every packet of the entry; here it runs from the SYN, which is what a
+  client that never answers looks like.
 * The kernel's dozen TCP states are folded into three: SYN_RECV, ESTABLISHED and
-  CLOSING (every state after the first FIN or RST).  There are no per-state timeouts:
-  the flows' idle/hard timeouts decide when ``remove()`` is called; ``closing_since()``
-  lists entries that have been closing for a while, for a controller that clears them
-  itself.
+  CLOSING (every state after the first FIN or RST).  SYN_RECV is the only state with
+  its own timeout (above); otherwise the flows' idle/hard timeouts decide when
+  ``remove()`` is called, and ``closing_since()`` lists entries that have been closing
+  for a while, for a controller that clears them itself.
 * A new SYN from a ``(client_ip, client_port)`` whose entry is CLOSING replaces that
   entry (the kernel's ``conn_reuse_mode``: a reused port after TIME_WAIT is scheduled
   anew); ``add()`` refuses a key whose connection is still opening or established.
@@ -57,11 +68,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["SYN_RECV", "ESTABLISHED", "CLOSING", "STATES", "Connection",
+__all__ = ["SYN_RECV", "ESTABLISHED", "CLOSING", "STATES", "SYN_RECV_TIMEOUT", "Connection",
            "ConnectionTable"]
 
 SYN_RECV, ESTABLISHED, CLOSING = "SYN_RECV", "ESTABLISHED", "CLOSING"
 STATES = (SYN_RECV, ESTABLISHED, CLOSING)
+
+# net/netfilter/ipvs/ip_vs_proto_tcp.c, tcp_timeouts[]:
+#     [IP_VS_TCP_S_SYN_RECV]		=	1*60*HZ,
+SYN_RECV_TIMEOUT = 60
+
+
+def _check_seconds(name, value, minimum):
+    """``value`` is a finite number of seconds, >= ``minimum`` (> 0 when it is None)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or (value <= 0 if minimum is None else value < minimum)):
+        bound = "> 0" if minimum is None else ">= %s" % minimum
+        raise ValueError(f"{name} must be a number of seconds {bound}, got {value!r}")
 
 
 @dataclass
@@ -97,13 +121,11 @@ class _Template:
 class ConnectionTable:
     """Connections of one virtual service, counted per real server like IPVS."""
 
-    def __init__(self, persistence_timeout=0):
-        if (isinstance(persistence_timeout, bool)
-                or not isinstance(persistence_timeout, (int, float))
-                or not math.isfinite(persistence_timeout) or persistence_timeout < 0):
-            raise ValueError("persistence_timeout must be a number of seconds >= 0, "
-                             f"got {persistence_timeout!r}")
+    def __init__(self, persistence_timeout=0, syn_recv_timeout=SYN_RECV_TIMEOUT):
+        _check_seconds("persistence_timeout", persistence_timeout, 0)
+        _check_seconds("syn_recv_timeout", syn_recv_timeout, None)
         self.persistence_timeout = persistence_timeout
+        self.syn_recv_timeout = syn_recv_timeout
         self._conns = {}        # (client_ip, client_port) -> Connection, insertion order
         self._by_server = {}    # server -> {key: Connection}
         self._controlled = {}   # (client_ip, server) -> number of connections in table
@@ -195,6 +217,18 @@ class ConnectionTable:
     def unestablished(self, server):
         """``server``'s connections still in SYN_RECV (to clear when it fails a check)."""
         return [c for c in self.of_server(server) if c.state == SYN_RECV]
+
+    def expire_half_open(self, now):
+        """Remove and return the connections in SYN_RECV for ``syn_recv_timeout`` seconds.
+
+        IPVS drops a SYN_RECV entry when its timer runs out; the client that sent the SYN
+        (or whoever spoofed it) never completed the handshake.
+        """
+        expired = [c for c in self._conns.values()
+                   if c.state == SYN_RECV and now - c.updated >= self.syn_recv_timeout]
+        for conn in expired:
+            self.remove(conn.client_ip, conn.client_port, now)
+        return expired
 
     def closing_since(self, age, now):
         """Connections that have been CLOSING for at least ``age`` seconds."""

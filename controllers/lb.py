@@ -3,11 +3,17 @@
 It is the learning switch of :mod:`controllers.l2switch` with a *service table*
 between learning and forwarding::
 
-    table 0  learning (+ copies to the controller of SYN-ACK, FIN and RST segments)
+    table 0  learning (+ copies to the controller of FIN and RST segments; the server's
+             SYN-ACK learns a handshake flow into table 3; a client's ACK to the VIP
+             looks itself up in tables 3 and 4)
     table 1  service  per connection  client:port -> VIP:port   rewrite to the real server
                       per connection  server -> client          rewrite back to VIP (NAT)
-                      new connection  * -> VIP:port             to the controller
+                      new connection  SYN -> VIP:port           to the controller
+                      anything else   * -> VIP:port             dropped (no connection)
     table 2  forwarding by destination MAC (flood when unknown)
+    table 3  handshake: one learned flow per connection whose SYN-ACK was seen, marks
+             the client's ACK (reg1 = 1)
+    table 4  a marked ACK: to the controller (the connection is now ESTABLISHED)
 
 The controller answers ARP for the VIP with the service's virtual MAC.  The first SYN
 of each new connection comes to the controller, which asks the scheduler
@@ -21,9 +27,30 @@ switch.  Forwarding methods, as keepalived's ``lb_kind``:
 - **DR** (direct routing): only the destination MAC is rewritten; the real servers hold
   the VIP on ``lo`` (``arp_ignore=1``, ``arp_announce=2``) and answer the client directly.
 
-Connection states as IPVS counts them: a connection is *inactive* (``InActConn``) from
-its SYN until the real server's SYN-ACK is seen, *active* (``ActiveConn``) while
-established, and inactive again from the first FIN or RST until its flows expire.
+Connection states as IPVS counts them (``ip_vs_proto_tcp.c``, ``tcp_states``): a
+connection is *inactive* (``InActConn``, SYN_RECV) from its SYN until the client's ACK
+completes the handshake -- the server's SYN-ACK alone leaves it in SYN_RECV --, *active*
+(``ActiveConn``) while established, and inactive again from the first FIN or RST until its
+flows expire.  A half-open entry expires after IPVS's SYN_RECV timeout
+(:data:`controllers.conntrack.SYN_RECV_TIMEOUT`, config ``syn_recv_timeout``) and its
+flows are deleted, so a SYN flood with spoofed sources or bad checksums (the real server
+never answers, or answers nobody) leaves InActConn entries that go away on their own.
+Only a SYN without ACK or RST creates a connection (the kernel's ``tcp_conn_schedule``
+takes a SYN without RST; a SYN|ACK is not scheduled here); any other segment for an
+unknown connection is dropped in the switch and never reaches the controller.
+
+How the client's ACK is seen, and what it costs: the copy of the server's SYN-ACK that
+used to tell the controller is gone; instead the SYN-ACK's flow in table 0 runs an OVS
+``learn`` that writes a one-shot flow for that client address and port into table 3
+(hard timeout: the SYN_RECV timeout).  Every ACK to the VIP (no SYN, FIN or RST) is
+looked up in table 3 and then table 4: only an ACK with a learned entry is copied to the
+controller, which marks the connection ESTABLISHED and deletes the entry.  Per
+connection that is one packet-in (the ACK) and one flow delete, in place of the SYN-ACK's
+packet-in: the same number of upcalls as before (exact path: SYN and ACK; fast path: the
+SYN's copy and the ACK), and no copy of later ACKs.  (Copying every client ACK would cost
+a packet-in per segment; polling the flows' ``n_packets`` would cost a stats request per
+half-open connection and a delay.)  A learned flow cannot send to the controller itself
+(OVS's ``learn`` only outputs to real ports), hence the mark in ``reg1`` and table 4.
 
 **Fast path** (``fast_path: true``, for rr, wrr, lc, wlc, sed and nq, whose choice does
 not depend on the client): the controller pre-installs its scheduler's *next* pick as a
@@ -41,6 +68,7 @@ socket answers ``redlab lb status`` and runtime changes: weight, drain, add, rem
 
 import ipaddress
 import json
+import math
 import os
 import socket
 import time
@@ -51,7 +79,7 @@ from os_ken.lib import hub
 from os_ken.lib.packet import arp, ether_types, ethernet, packet
 from os_ken.lib.packet import in_proto
 
-from controllers.conntrack import ConnectionTable
+from controllers.conntrack import SYN_RECV_TIMEOUT, ConnectionTable
 from controllers.events import load_config
 from controllers.fastpkt import parse_tcp
 from controllers.l2switch import COOKIE, L2Switch
@@ -61,8 +89,11 @@ from controllers.service import (RealServerSpec, ServiceConfigError, load_servic
                                  parse_service, service_to_dict)
 
 CONN_COOKIE = 0x7ED1AB01
+HANDSHAKE_COOKIE = 0x7ED1AB03          # learned handshake flows (table 3) and their report
 NEXT_COOKIE = 0x7ED1AB02 << 32          # + the index of the pre-installed next pick
 PRIO_CONN, PRIO_NEXT, PRIO_NEW, PRIO_COPY = 200, 150, 100, 30
+PRIO_NO_CONN = 90       # below new connections (SYN): a segment for no connection is dropped
+PRIO_HANDSHAKE = 210    # tables 3 and 4 (its own number, to tell them apart in a flow dump)
 PRIO_CLAIM = 40         # above the learning switch's ARP copy (20): ARP claiming the VIP
 # schedulers whose choice does not depend on the client or destination address
 FAST_PATH_ALGOS = ("rr", "wrr", "lc", "wlc", "sed", "nq")
@@ -72,6 +103,8 @@ SYN, RST, ACK, FIN = 0x02, 0x04, 0x10, 0x01
 class LoadBalancer(L2Switch):
     SERVICE_TABLE = 1
     FORWARD_TABLE = 2
+    HANDSHAKE_TABLE = 3      # learned: client:port whose SYN-ACK was seen -> reg1 = 1
+    HANDSHAKE_REPORT_TABLE = 4   # reg1 = 1: the ACK goes to the controller
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -81,6 +114,7 @@ class LoadBalancer(L2Switch):
         svc = self.service
         self.established_timeout = config.get("established_timeout", 300)
         self.closing_timeout = config.get("closing_timeout", 2)
+        self.syn_recv_timeout = config.get("syn_recv_timeout", SYN_RECV_TIMEOUT)
         self.log_connections = config.get("log_connections", True)
         self.fast_path = config.get("fast_path", False)
         self.next_pick = None          # fast path: the server the switch sends new SYNs to
@@ -92,12 +126,15 @@ class LoadBalancer(L2Switch):
         self.health_reason = {s.name: "not checked yet" for s in svc.real_servers}
         self.checked = False        # a health checker has reported (it follows "servers")
         self.scheduler = make_scheduler(svc.lb_algo, **svc.scheduler_options())
-        self.conns = ConnectionTable(persistence_timeout=svc.persistence_timeout)
+        self.conns = ConnectionTable(persistence_timeout=svc.persistence_timeout,
+                                     syn_recv_timeout=self.syn_recv_timeout)
         self.macs = {}               # real server ip -> mac, from ARP
         self.dp = None
         self.socket_path = config.get("control_socket")
         if self.socket_path:
             hub.spawn(self._control_server)
+        hub.spawn(self._expire_half_open)
+        hub.spawn(self._probe_unknown_servers)
         self.logger.info("service %s %s:%d %s %s, real servers %s", svc.name, svc.vip, svc.port,
                          svc.lb_algo, svc.lb_kind, ", ".join(s.name for s in svc.real_servers))
 
@@ -106,7 +143,8 @@ class LoadBalancer(L2Switch):
         """Rebuild everything except the per-connection flows (they carry live traffic
         across a controller restart and are read back by ``flow_stats``)."""
         parser = dp.ofproto_parser
-        for table in (self.LEARN_TABLE, self.FORWARD_TABLE):
+        for table in (self.LEARN_TABLE, self.FORWARD_TABLE, self.HANDSHAKE_TABLE,
+                      self.HANDSHAKE_REPORT_TABLE):
             self.delete_flows(dp, table, parser.OFPMatch())
         self.delete_flows(dp, self.SERVICE_TABLE, parser.OFPMatch(), cookie=COOKIE,
                           cookie_mask=0xFFFFFFFFFFFFFFFF)
@@ -128,16 +166,22 @@ class LoadBalancer(L2Switch):
         # from the VIP) reaches the controller only, never the other hosts' caches
         self.add_flow(dp, self.LEARN_TABLE, PRIO_CLAIM,
                       parser.OFPMatch(eth_type=ether_types.ETH_TYPE_ARP, arp_spa=svc.vip), copy)
-        # copies of the segments that change a connection's state
-        for flags in (SYN | ACK, FIN, RST):
+        # copies of the segments that close a connection
+        for flags in (FIN, RST):
             self.add_flow(dp, self.LEARN_TABLE, PRIO_COPY, flags_match(flags, ("tcp_src", svc.port)),
                           copy, goto=self.SERVICE_TABLE)
-        for flags in (FIN, RST):
             self.add_flow(dp, self.LEARN_TABLE, PRIO_COPY,
                           flags_match(flags, ("ipv4_dst", svc.vip), ("tcp_dst", svc.port)),
                           copy, goto=self.SERVICE_TABLE)
-        self.add_flow(dp, self.SERVICE_TABLE, PRIO_NEW,
-                      parser.OFPMatch(ipv4_dst=svc.vip, tcp_dst=svc.port, **tcp_match), copy)
+        self.setup_handshake(dp)
+        # new connections: a SYN without ACK or RST; any other segment for no connection
+        # is junk and stays in the switch
+        self.add_flow(dp, self.SERVICE_TABLE, PRIO_NEW, parser.OFPMatch(_ordered_fields=[
+            ("eth_type", ether_types.ETH_TYPE_IP), ("ip_proto", in_proto.IPPROTO_TCP),
+            ("ipv4_dst", svc.vip), ("tcp_dst", svc.port),
+            ("tcp_flags_nxm", (SYN, SYN | ACK | RST))]), copy)
+        self.add_flow(dp, self.SERVICE_TABLE, PRIO_NO_CONN,
+                      parser.OFPMatch(ipv4_dst=svc.vip, tcp_dst=svc.port, **tcp_match))
         self.add_flow(dp, self.SERVICE_TABLE, 0, parser.OFPMatch(), goto=self.FORWARD_TABLE)
         if self.fast_path_on:
             self.install_next(dp)
@@ -147,6 +191,90 @@ class LoadBalancer(L2Switch):
         # connections that survived a controller restart: read them back from the switch
         dp.send_msg(parser.OFPFlowStatsRequest(dp, table_id=self.SERVICE_TABLE,
                                                cookie=CONN_COOKIE, cookie_mask=0xFFFFFFFF))
+
+    def setup_handshake(self, dp):
+        """The client's ACK after the server's SYN-ACK reaches the controller, once.
+
+        The server's SYN-ACK learns ``client:port -> VIP:port => reg1 = 1`` into the
+        handshake table; every ACK to the VIP looks itself up there and, marked, is
+        copied to the controller by the report table.  Then it goes on to the service
+        table like any segment.
+        """
+        parser, ofp = dp.ofproto_parser, dp.ofproto
+        svc = self.service
+        M, L = parser.NXFlowSpecMatch, parser.NXFlowSpecLoad
+        vip = int(ipaddress.ip_address(svc.vip))
+        specs = [M(src=ether_types.ETH_TYPE_IP, dst=("eth_type_nxm", 0), n_bits=16),
+                 M(src=in_proto.IPPROTO_TCP, dst=("ip_proto_nxm", 0), n_bits=8),
+                 M(src=("ipv4_dst_nxm", 0), dst=("ipv4_src_nxm", 0), n_bits=32),
+                 M(src=("tcp_dst_nxm", 0), dst=("tcp_src_nxm", 0), n_bits=16),
+                 M(src=vip, dst=("ipv4_dst_nxm", 0), n_bits=32),
+                 M(src=svc.port, dst=("tcp_dst_nxm", 0), n_bits=16),
+                 L(src=1, dst=("reg1", 0), n_bits=1)]
+        learn = parser.NXActionLearn(table_id=self.HANDSHAKE_TABLE, priority=PRIO_HANDSHAKE,
+                                     cookie=HANDSHAKE_COOKIE,
+                                     hard_timeout=max(1, math.ceil(self.syn_recv_timeout)),
+                                     specs=specs)
+
+        def flags_match(value, mask, *fields):
+            return parser.OFPMatch(_ordered_fields=[
+                ("eth_type", ether_types.ETH_TYPE_IP), ("ip_proto", in_proto.IPPROTO_TCP)]
+                + list(fields) + [("tcp_flags_nxm", (value, mask))])
+        self.add_flow(dp, self.LEARN_TABLE, PRIO_COPY,
+                      flags_match(SYN | ACK, SYN | ACK, ("tcp_src", svc.port)),
+                      [learn], goto=self.SERVICE_TABLE)
+        resubmit = [parser.NXActionResubmitTable(table_id=self.HANDSHAKE_TABLE),
+                    parser.NXActionResubmitTable(table_id=self.HANDSHAKE_REPORT_TABLE)]
+        self.add_flow(dp, self.LEARN_TABLE, PRIO_COPY,
+                      flags_match(ACK, SYN | ACK | FIN | RST, ("ipv4_dst", svc.vip),
+                                  ("tcp_dst", svc.port)),
+                      resubmit, goto=self.SERVICE_TABLE)
+        for table in (self.HANDSHAKE_TABLE, self.HANDSHAKE_REPORT_TABLE):
+            self.add_flow(dp, table, 0, parser.OFPMatch())     # unmarked: nothing to do
+        self.add_flow(dp, self.HANDSHAKE_REPORT_TABLE, PRIO_HANDSHAKE, parser.OFPMatch(reg1=1),
+                      [self.to_controller(dp)], cookie=HANDSHAKE_COOKIE)
+
+    def handshake_done(self, dp, seg):
+        """The client's ACK after the SYN-ACK: ESTABLISHED (ActiveConn); its one-shot
+        flow is deleted so that later ACKs stay in the switch."""
+        self.conns.established(seg.ip_src, seg.src_port, time.time())
+        self.delete_handshake_flow(dp, seg.ip_src, seg.src_port)
+
+    def delete_handshake_flow(self, dp, client_ip, client_port):
+        parser = dp.ofproto_parser
+        svc = self.service
+        self.delete_flows(dp, self.HANDSHAKE_TABLE, parser.OFPMatch(
+            eth_type=ether_types.ETH_TYPE_IP, ip_proto=in_proto.IPPROTO_TCP,
+            ipv4_src=client_ip, tcp_src=client_port, ipv4_dst=svc.vip, tcp_dst=svc.port),
+            cookie=HANDSHAKE_COOKIE, cookie_mask=0xFFFFFFFFFFFFFFFF)
+
+    def _expire_half_open(self):
+        """IPVS's SYN_RECV timeout: half-open connections leave the table and the switch."""
+        period = min(1.0, self.syn_recv_timeout / 4)
+        while True:
+            hub.sleep(period)
+            expired = self.conns.expire_half_open(time.time())
+            if expired and self.dp is not None:
+                for conn in expired:
+                    self.forget_connection(self.dp, conn)
+                    self.delete_handshake_flow(self.dp, conn.client_ip, conn.client_port)
+            if expired:
+                self.event_log.emit("half_open_expired", count=len(expired))
+                self.logger.info("%d half-open connections expired (SYN_RECV timeout %ss)",
+                                 len(expired), self.syn_recv_timeout)
+
+    def _probe_unknown_servers(self, period=1.0):
+        """Ask again, every ``period`` s, for a real server whose MAC is still unknown: the
+        probes sent when the switch connected can be lost (seen in a loaded suite run: one
+        of three servers never answered its single probe, and the service waited for it),
+        as a kernel retries an unanswered ARP request."""
+        while True:
+            hub.sleep(period)
+            if self.dp is None:
+                continue
+            for server in self.servers:
+                if self.macs.get(server.ip) is None:
+                    self.arp_probe(self.dp, server.ip)
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def flow_stats(self, ev):
@@ -196,13 +324,14 @@ class LoadBalancer(L2Switch):
         svc = self.service
         to_vip = seg.ip_dst == svc.vip and seg.dst_port == svc.port
         flags = seg.flags
-        if to_vip and flags & SYN and not flags & ACK and msg.table_id == self.SERVICE_TABLE:
+        if to_vip and msg.cookie == HANDSHAKE_COOKIE:
+            self.handshake_done(dp, seg)
+        elif to_vip and flags & SYN and not flags & (ACK | RST) and \
+                msg.table_id == self.SERVICE_TABLE:
             if msg.cookie & ~0xFFFFFFFF == NEXT_COOKIE:
                 self.fast_connection(dp, msg.cookie & 0xFFFFFFFF, seg)
             else:
                 self.new_connection(dp, msg, seg)
-        elif flags & SYN and flags & ACK:
-            self.conns.established(seg.ip_dst, seg.dst_port, time.time())
         elif flags & (FIN | RST):
             if to_vip:
                 self.close_connection(dp, seg.ip_src, seg.src_port)
@@ -323,7 +452,8 @@ class LoadBalancer(L2Switch):
         svc = self.service
         match = parser.OFPMatch(_ordered_fields=[
             ("eth_type", ether_types.ETH_TYPE_IP), ("ip_proto", in_proto.IPPROTO_TCP),
-            ("ipv4_dst", svc.vip), ("tcp_dst", svc.port), ("tcp_flags_nxm", (SYN, SYN | ACK))])
+            ("ipv4_dst", svc.vip), ("tcp_dst", svc.port),
+            ("tcp_flags_nxm", (SYN, SYN | ACK | RST))])
         if not self.fast_path_on:
             self.delete_flows(dp, self.SERVICE_TABLE, match, strict=True, priority=PRIO_NEXT)
             self.next_pick = None

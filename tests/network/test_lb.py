@@ -181,8 +181,11 @@ def test_a_host_claiming_the_vip_is_dropped_and_logged(run_folder):
     with LoadBalancedService(web_service("rr", check="tcp"), run_folder=run_folder) as lab:
         client, director = lab.client, lab["director"]
         vip = lab.service.vip
-        assert director.cmd("curl -s -m 2 -o /dev/null -w '%%{http_code}' http://%s/"
-                            % vip) == "200"
+        # the director's ARP entry for the VIP (its first answer may take a retry when the
+        # first SYN waits for a busy controller)
+        wait_until(lambda: (director.cmd("curl -s -m 2 -o /dev/null -w '%%{http_code}' "
+                                         "http://%s/" % vip) == "200", "no answer"), 15,
+                   "the director to reach the VIP")
         before = director.cmd("ip neigh show %s" % vip).split()
         assert lab.service.vmac in before, before
         since = time.time()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from controllers.conntrack import CLOSING, SYN_RECV, Connection, \
+from controllers.conntrack import CLOSING, SYN_RECV, SYN_RECV_TIMEOUT, Connection, \
     ConnectionTable
 
 CLIENT = "10.0.1.5"
@@ -229,3 +229,72 @@ def test_forget_server_drops_its_templates_only():
 def test_persistence_timeout_must_be_seconds(timeout):
     with pytest.raises(ValueError, match="persistence_timeout"):
         ConnectionTable(persistence_timeout=timeout)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, True, "60", float("inf")])
+def test_syn_recv_timeout_must_be_positive_seconds(timeout):
+    with pytest.raises(ValueError, match="syn_recv_timeout"):
+        ConnectionTable(syn_recv_timeout=timeout)
+
+
+# --- IPVS's counting through a handshake, and half-open expiry ------------------------
+
+
+def test_the_kernels_syn_recv_timeout_is_the_default():
+    # ip_vs_proto_tcp.c, tcp_timeouts[IP_VS_TCP_S_SYN_RECV] = 1*60*HZ
+    assert SYN_RECV_TIMEOUT == 60
+    assert ConnectionTable().syn_recv_timeout == 60
+
+
+def test_handshake_counts_as_ipvs_does(table):
+    """SYN -> InActConn; the server's SYN-ACK changes nothing (the controller does not
+    call anything for it); the client's ACK -> ActiveConn; FIN -> InActConn."""
+    table.add(CLIENT, 40000, "web1", now=0)             # client's SYN, scheduled
+    assert table.get(CLIENT, 40000).state == SYN_RECV   # (server's SYN-ACK: still SYN_RECV)
+    assert table.established(CLIENT, 40000, now=0.01)   # client's ACK completes it
+    assert table.counts("web1") == (1, 0)
+    assert table.closing(CLIENT, 40000, now=3)
+    assert table.counts("web1") == (0, 1)
+
+
+def test_half_open_entries_expire_after_the_syn_recv_timeout():
+    table = ConnectionTable(syn_recv_timeout=5)
+    table.add(CLIENT, 1, "web1", now=0)                  # never completes
+    table.add(CLIENT, 2, "web1", now=0)
+    table.established(CLIENT, 2, now=0.1)               # completes
+    table.add(CLIENT, 3, "web2", now=3)                  # younger half-open
+    table.add(CLIENT, 4, "web2", now=0)
+    table.closing(CLIENT, 4, now=0.5)                    # SYN then RST: closing, not SYN_RECV
+    assert table.expire_half_open(now=4.9) == []
+    expired = table.expire_half_open(now=5)
+    assert [(c.client_port, c.state) for c in expired] == [(1, SYN_RECV)]
+    assert table.get(CLIENT, 1) is None
+    assert table.counts("web1") == (1, 0)
+    assert table.counts("web2") == (0, 2)
+    assert [c.client_port for c in table.expire_half_open(now=8)] == [3]
+    assert table.expire_half_open(now=1000) == []        # established/closing never expire here
+    assert table.all_counts() == {"web1": (1, 0), "web2": (0, 1)}
+
+
+def test_a_syn_flood_weighs_as_inactconn_for_wlc_and_leaves_on_its_own():
+    """3000 spoofed SYNs spread over three servers: wlc still sees ActiveConn 0 and
+    picks by InActConn (weighted 1, not 256); all gone after the timeout."""
+    from controllers.schedulers import RealServer, make_scheduler
+
+    table = ConnectionTable(syn_recv_timeout=60)
+    names = ["web1", "web2", "web3"]
+    for n in range(3000):
+        table.add("198.51.100.%d" % (n % 250), 1024 + n, names[n % 3], now=n / 1000)
+    table.add(CLIENT, 50000, "web3", now=3)
+    table.established(CLIENT, 50000, now=3)
+    servers = [RealServer(name=name, ip="10.0.0.%d" % i, port=80, weight=1)
+               for i, name in enumerate(names, 1)]
+    for server in servers:
+        server.active_conns, server.inactive_conns = table.counts(server.name)
+    assert [(s.active_conns, s.inactive_conns) for s in servers] == \
+        [(0, 1000), (0, 1000), (1, 1000)]
+    # wlc overhead = 256 * active + inactive: 1000, 1000, 1256; web1 is the first lowest
+    assert make_scheduler("wlc").pick(servers, client_ip=CLIENT, dest_ip="10.0.0.100").name \
+        == "web1"
+    assert len(table.expire_half_open(now=63)) == 3000
+    assert table.all_counts() == {"web3": (1, 0)}

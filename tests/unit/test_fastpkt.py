@@ -30,6 +30,16 @@ def test_ip_options_move_the_tcp_header():
     Ether() / ARP(pdst="10.0.0.100"),
     Ether() / IP(dst="10.0.0.100") / ICMP(),
     Ether() / IP(dst="10.0.0.100", proto=6),           # claims TCP but is truncated
+    Ether() / IP(dst="10.0.0.100", proto=6) / bytes(TCP(dport=80, flags="S"))[:19],
+    Ether() / IP(dst="10.0.0.100", proto=6, frag=3) / bytes(TCP(dport=80, flags="S")),
+    Ether() / IP(dst="10.0.0.100", ihl=4) / TCP(dport=80, flags="S"),
 ])
 def test_anything_else_is_none(frame):
     assert parse_tcp(bytes(frame)) is None
+
+
+def test_a_first_fragment_still_has_its_tcp_header():
+    frame = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", flags="MF") / \
+        TCP(sport=1234, dport=80, flags="S")
+    got = parse_tcp(bytes(frame))
+    assert (got.src_port, got.dst_port, got.flags) == (1234, 80, 0x02)
