@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test unit clean doctor student-bundle
+.PHONY: setup demo test unit clean doctor student-bundle ipvs-record
 
 setup:
 	@scripts/setup.sh
@@ -26,3 +26,8 @@ clean:
 # Vagrantfile's VM is provisioned from it).  Needs no root: git and python3 only.
 student-bundle:
 	$(if $(wildcard $(PY)),$(PY),python3) -m redlab.cli bundle $(if $(OUT),--out $(OUT))
+
+# Record the kernel IPVS's picks (tests/data/ipvs-kernel/) in a stock-kernel qemu guest
+# (scripts/ipvs-vm); slow (minutes), never part of `make test`.  SCHEDULERS="rr wlc" for some.
+ipvs-record:
+	$(PY) scripts/ipvs-record.py $(SCHEDULERS)

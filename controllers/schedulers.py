@@ -58,7 +58,8 @@ How the simulation maps onto the kernel:
   ``((name, ip, port, weight), ...)`` with the one from its previous ``pick()``, and then
   runs what the kernel's ``add_dest``/``del_dest``/``upd_dest`` hooks would run.  Several
   changes between two picks are applied as one hook call on the final state (the kernel
-  would call the hook once per ``ipvsadm`` command).  ``active_conns``,
+  would call the hook once per ``ipvsadm`` command); ``update()`` reports one command at a
+  time without scheduling, which the kernel replay (tests/data/ipvs-kernel/) needs for wrr.  ``active_conns``,
   ``inactive_conns`` and ``overloaded`` are read live and never trigger a hook, as in the
   kernel.  A real server is identified by ``(ip, port)``, like a kernel ``ip_vs_dest``.
 * Randomness and build options are parameters: twos draws from an injectable source of
@@ -245,6 +246,22 @@ class Scheduler:
         destination address (the VIP, or the origin server for a cache cluster).
         ``now`` is in seconds; it drives lblc/lblcr expiry (default: ``time.monotonic()``).
         """
+        current, now = self.update(servers, now)
+        return self._schedule(current, client_ip=client_ip, dest_ip=dest_ip,
+                              client_port=client_port, now=now)
+
+    def update(self, servers, now=None):
+        """Take in one configuration change without scheduling anything.
+
+        This is what the kernel does on one ``ipvsadm`` command: ``init_service`` the
+        first time (``-A``), then the ``add_dest``/``del_dest``/``upd_dest`` hook when the
+        list or a weight differs from the last one seen (``-a``/``-d``/``-e``).
+        ``pick()`` calls it itself, which folds several commands into one hook call; the
+        kernel's wrr and mh state depend on each step (e.g. wrr's ``cw`` after servers
+        are added one by one to a service created empty), so to get the kernel's exact
+        picks call ``update([])`` for the new service and ``update(list)`` after each
+        command.  Returns the list as a new list, and ``now``.
+        """
         current = list(servers)
         seen_keys = set()
         for server in current:
@@ -264,8 +281,7 @@ class Scheduler:
         self._servers = current
         for server in current:
             self._seen[server.key] = server
-        return self._schedule(current, client_ip=client_ip, dest_ip=dest_ip,
-                              client_port=client_port, now=now)
+        return current, now
 
     def reset(self):
         """Forget all state, as ``done_service`` + ``init_service`` (``ipvsadm -E``)."""
