@@ -202,15 +202,10 @@ class LoadBalancer(L2Switch):
         """
         parser, ofp = dp.ofproto_parser, dp.ofproto
         svc = self.service
-        M, L = parser.NXFlowSpecMatch, parser.NXFlowSpecLoad
-        vip = int(ipaddress.ip_address(svc.vip))
-        specs = [M(src=ether_types.ETH_TYPE_IP, dst=("eth_type_nxm", 0), n_bits=16),
-                 M(src=in_proto.IPPROTO_TCP, dst=("ip_proto_nxm", 0), n_bits=8),
-                 M(src=("ipv4_dst_nxm", 0), dst=("ipv4_src_nxm", 0), n_bits=32),
-                 M(src=("tcp_dst_nxm", 0), dst=("tcp_src_nxm", 0), n_bits=16),
-                 M(src=vip, dst=("ipv4_dst_nxm", 0), n_bits=32),
-                 M(src=svc.port, dst=("tcp_dst_nxm", 0), n_bits=16),
-                 L(src=1, dst=("reg1", 0), n_bits=1)]
+        L = parser.NXFlowSpecLoad
+        # the SYN-ACK goes to the client: its destination is the learned flow's source
+        specs = self.client_to_vip(parser, "ipv4_dst_nxm", "tcp_dst_nxm") + [
+            L(src=1, dst=("reg1", 0), n_bits=1)]
         learn = parser.NXActionLearn(table_id=self.HANDSHAKE_TABLE, priority=PRIO_HANDSHAKE,
                                      cookie=HANDSHAKE_COOKIE,
                                      hard_timeout=max(1, math.ceil(self.syn_recv_timeout)),
@@ -364,6 +359,19 @@ class LoadBalancer(L2Switch):
                                    dst_ip=req.src_ip))
         self.packet_out(dp, reply, [dp.ofproto_parser.OFPActionOutput(in_port)])
 
+    def client_to_vip(self, parser, client_ip, client_port):
+        """The match of a learned flow for one client's segments to the VIP: the client's
+        address and port are copied from the packet that learns it (``client_ip`` and
+        ``client_port`` name the fields that hold them there)."""
+        M = parser.NXFlowSpecMatch
+        svc = self.service
+        return [M(src=ether_types.ETH_TYPE_IP, dst=("eth_type_nxm", 0), n_bits=16),
+                M(src=in_proto.IPPROTO_TCP, dst=("ip_proto_nxm", 0), n_bits=8),
+                M(src=(client_ip, 0), dst=("ipv4_src_nxm", 0), n_bits=32),
+                M(src=(client_port, 0), dst=("tcp_src_nxm", 0), n_bits=16),
+                M(src=int(ipaddress.ip_address(svc.vip)), dst=("ipv4_dst_nxm", 0), n_bits=32),
+                M(src=svc.port, dst=("tcp_dst_nxm", 0), n_bits=16)]
+
     def arp_probe(self, dp, ip):
         """Ask who has ``ip`` (from the VIP), flooded; the answer is learned from its copy."""
         probe = packet.Packet()
@@ -503,14 +511,9 @@ class LoadBalancer(L2Switch):
                       idle_timeout=self.established_timeout,
                       fin_idle_timeout=self.closing_timeout, flags=ofp.OFPFF_SEND_FLOW_REM)
         M, L, O = parser.NXFlowSpecMatch, parser.NXFlowSpecLoad, parser.NXFlowSpecOutput
-        forward = [M(src=ether_types.ETH_TYPE_IP, dst=("eth_type_nxm", 0), n_bits=16),
-                   M(src=in_proto.IPPROTO_TCP, dst=("ip_proto_nxm", 0), n_bits=8),
-                   M(src=("ipv4_src_nxm", 0), dst=("ipv4_src_nxm", 0), n_bits=32),
-                   M(src=("tcp_src_nxm", 0), dst=("tcp_src_nxm", 0), n_bits=16),
-                   M(src=vip, dst=("ipv4_dst_nxm", 0), n_bits=32),
-                   M(src=svc.port, dst=("tcp_dst_nxm", 0), n_bits=16),
-                   L(src=int(self.macs[server.ip].replace(":", ""), 16),
-                     dst=("eth_dst_nxm", 0), n_bits=48)]
+        forward = self.client_to_vip(parser, "ipv4_src_nxm", "tcp_src_nxm") + [
+            L(src=int(self.macs[server.ip].replace(":", ""), 16), dst=("eth_dst_nxm", 0),
+              n_bits=48)]
         if svc.lb_kind == "NAT":
             forward += [L(src=sip, dst=("ipv4_dst_nxm", 0), n_bits=32),
                         L(src=server.port, dst=("tcp_dst_nxm", 0), n_bits=16)]
