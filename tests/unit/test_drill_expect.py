@@ -157,3 +157,16 @@ def test_runs_go_where_the_daemons_that_drop_root_can_enter(tmp_path):
     closed = Path(tmp_path.parts[0], *tmp_path.parts[1:3])     # /tmp/pytest-of-root: 0700
     assert closed.stat().st_mode & 0o001 == 0
     assert not others_can_enter(tmp_path / "report")
+
+
+def test_a_request_in_flight_when_the_window_closes_is_not_the_window_s_failure():
+    hang = {"id": "hang", "at": 2.0, "fault": "hang", "host": "web1"}
+    o = obs(answers("1" * 40 + "x" * 5))        # the last five fail from t=2.0 on
+    o.entries["hang"], o.marks["hang"] = hang, 2.0
+    o.samples["web"][39].update(ok=False, latency=0.5, served_by=None, error="TimeoutError")
+    item = {"during": ["crash", "hang"], "never_failed": "web"}
+    # sent at 1.95 s, still in flight at 2.0 s when the hang began: the hang's failure
+    assert evaluate_one(item, o)["passed"]
+    o.samples["web"][38].update(ok=False, latency=0.001, error="HTTP 500")
+    result = evaluate_one(item, o)
+    assert not result["passed"] and "1 of" in result["reason"] and "HTTP 500" in result["reason"]
