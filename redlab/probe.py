@@ -120,6 +120,16 @@ def analyse(samples, fault_at, detected_at=None):
     return timeline
 
 
+def streak(samples, since=0.0, ok=True):
+    """How many answers in a row at the end of ``samples`` (those sent at or after
+    ``since``) were good (``ok``) or failed (``ok=False``)."""
+    run = 0
+    for s in samples:
+        if s.t >= since:
+            run = run + 1 if s.ok == ok else 0
+    return run
+
+
 def failure_kind(status, error):
     """What a user got instead of a good answer, in a few words: ``HTTP 500`` (an HTTP
     status is an int), else the error's kind (``TimeoutError``, ``ConnectionRefusedError``,
@@ -236,11 +246,9 @@ class Probe(HostAgent):
         def probe():
             self.check_alive(failed_only=True)
             recent = [s for s in self.samples() if s.t >= since]
-            streak = 0
-            for s in recent:
-                streak = streak + 1 if s.ok else 0
+            run = streak(recent)
             last = recent[-1] if recent else None
-            return streak >= count, "streak %d, last %s" % (streak, last)
+            return run >= count, "streak %d, last %s" % (run, last)
         return wait_until(probe, timeout, "%d good answers in a row from %s"
                           % (count, self.describe()))
 

@@ -39,7 +39,7 @@ from redlab.drill import actions
 from redlab.drill.schema import variant as variant_of
 from redlab.drill.expect import (NOT_HAPPENED, Observations, evaluate,  # noqa: F401
                                   holder_sets, measure)
-from redlab.probe import failure_kind
+from redlab.probe import failure_kind, streak
 from redlab.wait import wait_until
 
 log = logging.getLogger(__name__)
@@ -346,13 +346,10 @@ class Runner:
         want_ok = "good" in cond
         count = cond.get("good", cond.get("failed"))
 
-        def streak():
-            run = 0
-            for s in probe.samples():
-                if s.t >= since:
-                    run = run + 1 if s.ok == want_ok else 0
+        def held():
+            run = streak(probe.samples(), since, want_ok)
             return run >= count, run
-        return streak, "probe %s seeing %d %s answers in a row" % (
+        return held, "probe %s seeing %d %s answers in a row" % (
             cond["probe"], count, "good" if want_ok else "failed")
 
     def _server_state(self, cond):
@@ -416,13 +413,8 @@ class Runner:
         since = max(happened)
 
         def recovered():
-            streaks = {}
-            for name, probe in self.probes.items():
-                run = 0
-                for s in probe.samples():
-                    if s.t >= since:
-                        run = run + 1 if s.ok else 0
-                streaks[name] = run
+            streaks = {name: streak(probe.samples(), since)
+                       for name, probe in self.probes.items()}
             return all(v >= RECOVERED_GOOD for v in streaks.values()), streaks
         try:
             wait_until(recovered, self._settle_timeout(), "every probe to recover",

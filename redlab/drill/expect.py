@@ -274,14 +274,22 @@ def served_by(sample, host, ip):
     return server == host or (ip is not None and ip in server.split(","))
 
 
+def _good_answers(name, item, bound, obs, start, end):
+    """The probe's good answers in the window, or ([], a failed result) when it got none."""
+    good = [s for s in _between(obs.samples.get(item["probe"], []), start, end) if s["ok"]]
+    if not good:
+        return good, _result(name, False, None, bound, "probe %s got no good answer after "
+                             "the entry" % item["probe"])
+    return good, None
+
+
 def _served_by(name, item, obs, start, end):
     """Every good answer from some time on (at most ``within`` after the entry) to the
     window's end came from the host; failures in between are another expectation's."""
     host, bound = item["served_by"], item["within"]
-    good = [s for s in _between(obs.samples.get(item["probe"], []), start, end) if s["ok"]]
-    if not good:
-        return _result(name, False, None, bound, "probe %s got no good answer after the "
-                       "entry" % item["probe"])
+    good, failed = _good_answers(name, item, bound, obs, start, end)
+    if failed:
+        return failed
     ip = obs.ips.get(host)
     others = [s for s in good if not served_by(s, host, ip)]
     if others and others[-1] is good[-1]:
@@ -299,10 +307,9 @@ def _not_served_by(name, item, obs, start, end):
     """No good answer named the host from some time on (at most ``within`` after the
     entry) to the window's end."""
     host, bound = item["not_served_by"], item["within"]
-    good = [s for s in _between(obs.samples.get(item["probe"], []), start, end) if s["ok"]]
-    if not good:
-        return _result(name, False, None, bound, "probe %s got no good answer after the "
-                       "entry" % item["probe"])
+    good, failed = _good_answers(name, item, bound, obs, start, end)
+    if failed:
+        return failed
     ip = obs.ips.get(host)
     named = [s for s in good if served_by(s, host, ip)]
     if named and named[-1] is good[-1]:

@@ -53,7 +53,7 @@ from redlab.drill import actions
 from redlab.drill.engine import (RECOVERED_GOOD, STEADY_TIMEOUT, WHEN_TIMEOUT, Runner,
                                  refuse_unsupported)
 from redlab.errors import ConfigError, WaitTimeout
-from redlab.probe import Sample, analyse
+from redlab.probe import Sample, analyse, streak
 from redlab.wait import wait_until
 
 DELAY = (1.0, 3.0)      # s of steady service between t0 and the fault (chosen by the seed)
@@ -254,15 +254,6 @@ def _cli_output():
         lg.propagate = propagate
 
 
-def trailing_good(samples, since):
-    """Good answers in a row at the end of ``samples`` (sent at or after ``since``)."""
-    run = 0
-    for s in samples:
-        if s.t >= since:
-            run = run + 1 if s.ok else 0
-    return run
-
-
 class _Watcher(threading.Thread):
     """While the engineer works: one line when the probe has answered ``RECOVERED_GOOD``
     times in a row (and again if it fails after that), one when time is up.  It only
@@ -281,13 +272,13 @@ class _Watcher(threading.Thread):
     def run(self):
         back, late = False, False
         while not self.done.wait(WATCH_EVERY):
-            streak = trailing_good(self.probe.samples(), self.since)
-            if not back and streak >= RECOVERED_GOOD:
+            run = streak(self.probe.samples(), self.since)
+            if not back and run >= RECOVERED_GOOD:
                 back = True
                 self.notice_at = self.notice_at or time.time()
                 self.tell("the service is back: probe %s answered %d times in a row; type "
-                          "exit to end the game day and see the score" % (self.name, streak))
-            elif back and streak == 0:
+                          "exit to end the game day and see the score" % (self.name, run))
+            elif back and run == 0:
                 back = False
                 self.tell("the service is down again (probe %s)" % self.name)
             if not late and time.time() > self.limit_at:
@@ -378,8 +369,8 @@ class GameDayRunner(CLIRunner):
         deadline = began + self.goal["restore_within"]
 
         def back():
-            streak = trailing_good(probe.samples(), began)
-            return streak >= RECOVERED_GOOD, "%d good answers in a row" % streak
+            run = streak(probe.samples(), began)
+            return run >= RECOVERED_GOOD, "%d good answers in a row" % run
 
         def wait(seconds):
             try:
