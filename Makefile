@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test unit clean doctor student-bundle ipvs-record
+.PHONY: setup demo test unit clean doctor student-bundle ipvs-record ipvs-record-lab06
 
 setup:
 	@scripts/setup.sh
@@ -29,5 +29,9 @@ student-bundle:
 
 # Record the kernel IPVS's picks (tests/data/ipvs-kernel/) in a stock-kernel qemu guest
 # (scripts/ipvs-vm); slow (minutes), never part of `make test`.  SCHEDULERS="rr wlc" for some.
-ipvs-record:
+# ipvs-record-lab06 records lab 06's load (labs/06-scheduling/kernel-picks.json) alone.
+ipvs-record: ipvs-record-lab06
 	$(PY) scripts/ipvs-record.py $(SCHEDULERS)
+
+ipvs-record-lab06:
+	$(PY) scripts/ipvs-record.py --lab06

@@ -44,31 +44,45 @@ def wrk(client, url, seconds, close, connections=32):
     header = '-H "Connection: close"' if close else ""
     out = client.cmd("wrk -t2 -c%d -d%ds %s %s" % (connections, seconds, header, url))
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Socket errors: (.*)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return dict(rate=float(rate.group(1)) if rate else 0.0,
+                requests=int(total.group(1)) if total else 0,
                 errors=(errors.group(1) if errors else "") +
                        (" non2xx %s" % non2xx.group(1) if non2xx else ""))
 
 
-def quiet(lab):
-    """Wait until the connections of the previous figure have left the switch.
+def upcalls(lab):
+    """The datapath's upcalls so far (``dpif-netdev/pmd-stats-show``, all threads): a
+    packet that no megaflow matched and that ovs-vswitchd had to translate."""
+    out = lab["s1"].cmd("ovs-appctl dpif-netdev/pmd-stats-show")
+    return sum(int(n) for n in re.findall(r"miss with success upcall:\s+(\d+)", out))
 
-    Thousands of expiring per-connection flows make OVS revalidate its caches, and a
-    reused client port could meet a stale flow: every figure starts from a quiet table.
-    """
+
+def quiet(lab):
+    """Wait until the connections of the previous figure have left the switch's
+    connection tracker (closing timeout), so every figure starts from a quiet table."""
+    from controllers.ovsctl import ZONE
+
     def count():
-        flows = lab.network.dump_flows("s1")
-        n = flows.count("priority=200,")
-        return n < 5, "%d connection flows left" % n
-    wait_until(count, 30, "the connection flows of the last run to expire")
+        out = lab["s1"].cmd("ovs-appctl dpctl/dump-conntrack zone=%d | wc -l" % ZONE)
+        n = int(out.strip() or 0)
+        return n < 5, "%d tracked connections left" % n
+    wait_until(count, 60, "the connections of the last figure to leave the tracker")
+
+
+def figure(lab, url, seconds, close):
+    quiet(lab)
+    before = upcalls(lab)
+    result = wrk(lab.client, url, seconds, close=close)
+    result["upcalls_per_request"] = (upcalls(lab) - before) / max(result["requests"], 1)
+    return result
 
 
 def measure(lab, url, seconds):
-    quiet(lab)
-    keepalive = wrk(lab.client, url, seconds, close=False)
-    quiet(lab)
-    return dict(close=wrk(lab.client, url, seconds, close=True), keepalive=keepalive)
+    return dict(keepalive=figure(lab, url, seconds, close=False),
+                close=figure(lab, url, seconds, close=True))
 
 
 def failover(folder, rounds):
@@ -103,8 +117,9 @@ def main(argv=None):
     p.add_argument("--algos", default=",".join(ALGORITHMS))
     p.add_argument("--failover-rounds", type=int, default=1,
                    help="failover runs per variant (medians are printed)")
-    p.add_argument("--exact", dest="fast_path", action="store_false",
-                   help="every new connection through the controller (no fast path)")
+    p.add_argument("--exact", default="wlc,sh",
+                   help="schedulers measured again in the exact mode (every new connection "
+                        "scheduled by the controller), comma-separated; '' for none")
     args = p.parse_args(argv)
     algos = args.algos.split(",")
 
@@ -112,7 +127,7 @@ def main(argv=None):
     results = {}
     # idle connections leave after 5 s (not 300 s), so each figure starts on a quiet switch
     with LoadBalancedService(service, name="bench", log_connections=False,
-                             fast_path=args.fast_path, established_timeout=5) as lab:
+                             fast_path=True, established_timeout=5) as lab:
         client, director = lab.client, lab["director"]
         client.cmd("sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range='10000 65000'")
         for n in (1, 2, 3):
@@ -128,18 +143,26 @@ def main(argv=None):
         results["direct web1"] = measure(lab, "http://%s/" % ap.web(1), args.seconds)
         results["HAProxy"] = measure(lab, "http://%s/" % ap.director(), args.seconds)
         for algo in algos:
-            assert lab.control({"cmd": "set_scheduler", "lb_algo": algo})["ok"]
+            lab.ctl.set_scheduler(algo)
             results["redlab VIP %s" % algo] = measure(lab, "http://%s/" % service.vip,
                                                       args.seconds)
             print("  %s done" % algo, flush=True)
+        lab.ctl.set_fast_path(False)
+        for algo in filter(None, args.exact.split(",")):
+            lab.ctl.set_scheduler(algo)
+            results["redlab VIP %s (exact mode)" % algo] = measure(
+                lab, "http://%s/" % service.vip, args.seconds)
+            print("  %s (exact mode) done" % algo, flush=True)
 
         base = results["direct web1"]
-        lines = ["| target | new conn/s (Connection: close) | ratio | keep-alive req/s | ratio |",
-                 "|---|---|---|---|---|"]
+        lines = ["| target | new conn/s (Connection: close) | ratio | upcalls/conn "
+                 "| keep-alive req/s | ratio | upcalls/req |", "|---|---|---|---|---|---|---|"]
         for name, r in results.items():
-            lines.append("| %s | %.0f | %.2fx | %.0f | %.2fx |" % (
+            lines.append("| %s | %.0f | %.2fx | %.3f | %.0f | %.2fx | %.4f |" % (
                 name, r["close"]["rate"], r["close"]["rate"] / max(base["close"]["rate"], 1),
-                r["keepalive"]["rate"], r["keepalive"]["rate"] / max(base["keepalive"]["rate"], 1)))
+                r["close"]["upcalls_per_request"], r["keepalive"]["rate"],
+                r["keepalive"]["rate"] / max(base["keepalive"]["rate"], 1),
+                r["keepalive"]["upcalls_per_request"]))
 
         haproxy.stop()
         folder = lab.network.run.path

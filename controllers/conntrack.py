@@ -20,29 +20,26 @@ sends every later connection of that client to the template's server.  The templ
 cannot expire while connections it controls still exist (``n_control`` > 0), and it
 lives on for the persistence timeout after the last one.
 
-How the lab maps onto that:
+How the load balancer uses it (:mod:`controllers.lbcore`): the switch's connection
+tracker holds every connection (:mod:`controllers.lb`), and this table is IPVS's view of
+it, rebuilt from each dump of the tracker (``Service.sync``, with the states of
+:func:`controllers.ctdump.ipvs_state`) plus the controller's own picks not yet in a
+dump.  So the counts the schedulers read are the kernel's, and persistence templates
+follow the connections as the kernel's do.
 
 * One table per virtual service, so a connection is keyed by ``(client_ip,
-  client_port)`` alone; the VIP and port are the service's.  The controller calls
-  ``add()`` when it schedules a SYN (state SYN_RECV, InActConn), ``established()`` when
-  the client's first ACK after the server's SYN-ACK reaches it (the switch learns, from
-  the SYN-ACK, a one-shot flow that reports that ACK: see ``controllers.lb``), ``closing()``
-  when it sees a FIN or RST, and ``remove()`` when the connection's flows expire or are
-  cleared.  The server's SYN-ACK alone changes nothing (``ip_vs_proto_tcp.c``,
-  ``tcp_states``: a SYN|ACK in SYN_RECV stays SYN_RECV), so a spoofed or lost client
-  never counts as ActiveConn.
+  client_port)`` alone; the VIP and port are the service's.  ``add()`` is a new SYN
+  (SYN_RECV, InActConn), ``established()`` the client's ACK that completes the handshake,
+  ``closing()`` a FIN or RST, ``remove()`` the end of the entry.  The server's SYN-ACK
+  alone changes nothing (``ip_vs_proto_tcp.c``, ``tcp_states``: a SYN|ACK in SYN_RECV
+  stays SYN_RECV), so a spoofed or lost client never counts as ActiveConn.
 * Half-open entries expire as IPVS's do: ``expire_half_open()`` removes and returns the
   connections that have been in SYN_RECV for ``syn_recv_timeout`` seconds
-  (:data:`SYN_RECV_TIMEOUT`, the kernel's value), for the controller to delete their
-  flows.  A SYN flood therefore leaves InActConn entries that go away on their own and
-  never weighs on lc/wlc as ActiveConn (256 times an InActConn).  The kernel re-arms the
-  timer on every packet of the entry; here it runs from the SYN, which is what a
-  client that never answers looks like.
+  (:data:`SYN_RECV_TIMEOUT`, the kernel's value).  (The load balancer's tracker zone has
+  the same timeout, so its dumps drop them at the same time.)
 * The kernel's dozen TCP states are folded into three: SYN_RECV, ESTABLISHED and
-  CLOSING (every state after the first FIN or RST).  SYN_RECV is the only state with
-  its own timeout (above); otherwise the flows' idle/hard timeouts decide when
-  ``remove()`` is called, and ``closing_since()`` lists entries that have been closing
-  for a while, for a controller that clears them itself.
+  CLOSING (every state after the first FIN or RST).  ``closing_since()`` lists entries
+  that have been closing for a while.
 * A new SYN from a ``(client_ip, client_port)`` whose entry is CLOSING replaces that
   entry (the kernel's ``conn_reuse_mode``: a reused port after TIME_WAIT is scheduled
   anew); ``add()`` refuses a key whose connection is still opening or established.
@@ -54,11 +51,7 @@ How the lab maps onto that:
   ``add()`` with another server re-binds the template, as the kernel makes a new
   template when the old one's server is gone or quiesced.  The kernel's persistence
   granularity (``-M`` netmask) is always /32 here.
-* ``unestablished()`` exists for the controller's reaction to a failed health check:
-  connections still in SYN_RECV to that server are cleared, so the client's SYN
-  retransmission is scheduled to a healthy server.  (The kernel's
-  ``expire_nodest_conn`` is the closest knob; it acts on all connections of a removed
-  server, on their next packet.)
+* ``unestablished()`` lists the connections to a server still in SYN_RECV.
 
 Times (``now``) are seconds from any clock, as long as it does not go backwards.
 """

@@ -66,6 +66,9 @@ def clean_entry(entry):
         if os.path.exists("/sys/class/net/" + link):
             subprocess.run(["ip", "link", "del", link], capture_output=True)
             removed.append("interface " + link)
+    for ct in entry.get("ct_zones", []):
+        from controllers.ovsctl import remove_zone_timeouts
+        removed += remove_zone_timeouts(ct["dp"], ct["zone"], ct.get("datapath_record", False))
     for path in entry.get("files", []):
         if os.path.exists(path):
             os.unlink(path)

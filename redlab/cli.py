@@ -141,23 +141,24 @@ def run_lb(args):
 
 
 def cmd_lb(args):
-    from redlab.lb import format_status, live_socket, request
+    from redlab.lb import format_status, live_socket
+    from redlab.lbctl import LBClient, LBError, LBUnavailable
     path, entry = live_socket()
-    messages = {
-        "status": lambda: {"cmd": "status"},
-        "weight": lambda: {"cmd": "set_weight", "server": args.server, "weight": args.weight},
-        "drain": lambda: {"cmd": "set_weight", "server": args.server, "weight": 0},
-        "add": lambda: {"cmd": "add_server", "name": args.server, "ip": args.ip,
-                        "port": args.port, "weight": args.weight},
-        "remove": lambda: {"cmd": "remove_server", "server": args.server},
+    ctl = LBClient(path)
+    actions = {
+        "status": lambda: print(format_status(ctl.status(), _last_checks(entry))),
+        "weight": lambda: ctl.set_weight(args.server, args.weight),
+        "drain": lambda: ctl.drain(args.server),
+        "add": lambda: ctl.add_server(args.server, args.ip, port=args.port, weight=args.weight),
+        "remove": lambda: ctl.remove_server(args.server),
     }
-    reply = request(path, messages[args.action]())
-    if not reply.get("ok"):
-        raise RedlabError("the load balancer refused: %s" % reply.get("error"))
-    if args.action == "status":
-        last = _last_checks(entry)
-        print(format_status(reply, last))
-    else:
+    try:
+        actions[args.action]()
+    except LBUnavailable:
+        raise
+    except LBError as exc:
+        raise RedlabError("the load balancer refused: %s" % exc.reason) from None
+    if args.action != "status":
         print("done: %s" % args.action)
     return 0
 

@@ -4,14 +4,14 @@
     with Network(ServiceLanTopo(), **lb_network(svc)) as net:
         checker = HealthChecker(net["director"], svc).start()
         ...
-        print(format_status(lb_request(net, {"cmd": "status"})))
+        print(format_status(LBClient.for_network(net).status()))
 
 The controller (``controllers.lb``) and the checker (``redlab.healthcheck``, inside
 the director host) both read the same service description; the checker reports health
-changes to the controller's Unix socket, which also answers ``redlab lb ...``.
+changes to the controller's Unix socket, which also answers ``redlab lb ...`` (through
+:class:`redlab.lbctl.LBClient`).
 """
 
-import json
 import os
 import socket
 import subprocess
@@ -124,24 +124,6 @@ class HealthChecker(HostAgent):
 
 # -- talking to a running load balancer -------------------------------------------------
 
-def request(socket_path, message, timeout=5.0):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(socket_path))
-        s.sendall((json.dumps(message) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
-
-
-def lb_request(net, message):
-    return request(net.controller.socket_path, message)
-
-
 def live_socket():
     """The control socket of the running load balancer (for `redlab lb` in a second shell).
 
@@ -167,21 +149,30 @@ def live_socket():
 
 
 def format_status(status, last_results=None):
-    """``ipvsadm -Ln`` style, plus health."""
-    svc = status["service"]
-    forward = {"NAT": "Masq", "DR": "Route"}.get(svc["lb_kind"], svc["lb_kind"])
+    """``ipvsadm -Ln`` style, plus health, from a :class:`redlab.lbctl.ServiceStatus`;
+    the scheduler's flags as ipvsadm prints them, and a last line saying where new
+    connections are scheduled and how exactly."""
+    flags = status.raw.get("service", {}).get("flags", [])
+    forward = {"NAT": "Masq", "DR": "Route"}.get(status.lb_kind, status.lb_kind)
     lines = ["IP Virtual Server (redlab os-ken load balancer)",
              "Prot LocalAddress:Port Scheduler Flags",
              "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Health LastCheck",
-             "TCP  %s:%d %s%s" % (svc["vip"], svc["port"], svc["lb_algo"],
-                                  " persistent %d" % svc["persistence_timeout"]
-                                  if svc.get("persistence_timeout") else "")]
-    for s in status["servers"]:
-        last = (last_results or {}).get(s["name"])
-        check = ("%s %s" % ("ok" if last["ok"] else "FAIL", last["detail"])) if last else s["reason"]
+             "TCP  %s:%d %s%s%s" % (status.vip, status.port, status.lb_algo,
+                                    " (%s)" % ",".join(flags) if flags else "",
+                                    " persistent %d" % status.persistence_timeout
+                                    if status.persistence_timeout else "")]
+    for s in status.servers:
+        last = (last_results or {}).get(s.name)
+        check = ("%s %s" % ("ok" if last["ok"] else "FAIL", last["detail"])) if last else s.reason
         lines.append("  -> %-28s %-7s %-6d %-10d %-9d %-6s %s" % (
-            "%s:%d (%s)" % (s["ip"], s["port"], s["name"]), forward, s["weight"], s["active"],
-            s["inactive"], s["health"], check))
+            "%s:%d (%s)" % (s.ip, s.port, s.name), forward, s.weight, s.active,
+            s.inactive, s.health, check))
+    if status.path:
+        # where new connections are scheduled, and how exactly (controllers/lbcore.py)
+        lines.append("Scheduling: %s -- %s" % (
+            {"slots": "in the switch (256 slots)", "per_client": "per client",
+             "controller": "by the controller"}.get(status.path["mode"], status.path["mode"]),
+            status.path["exactness"]))
     return "\n".join(lines)
 
 

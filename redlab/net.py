@@ -199,6 +199,8 @@ class Network:
             self._start_controller()
             with node_start_bound(NODE_START_TIMEOUT):
                 self._build()
+            if "controllers.lb" in self.apps:
+                self._set_conntrack_zone()
             self._wait_connected()
             if self.start_services:
                 self.start_all_services()
@@ -228,6 +230,30 @@ class Network:
             return
         self.controller = ControllerProcess(self.run, self.apps, self.controller_config)
         self.controller.start()
+
+    def _set_conntrack_zone(self):
+        """The load balancer keeps its connections in a conntrack zone of the switch's
+        datapath: give the zone IPVS-like timeouts (recorded first, so that ``stop()`` and
+        ``redlab clean`` remove them and flush the zone even after a crash).  After the
+        bridges exist: ovs-vswitchd applies a zone's timeouts to a datapath that exists
+        (set before the first netdev bridge, they were ignored: a closed connection stayed
+        30 s, the default, instead of the closing timeout)."""
+        from controllers.conntrack import SYN_RECV_TIMEOUT
+        from controllers.ovsctl import DP_TYPES, ZONE, set_zone_timeouts
+        config = self.controller_config
+        zone = config.get("ct_zone", ZONE)
+        dp_type = DP_TYPES[self.datapath]
+        entry = {"dp": dp_type, "zone": zone, "datapath_record": False}
+        self.run.record("ct_zones", entry)
+        syn = config.get("syn_recv_timeout", SYN_RECV_TIMEOUT)
+        closing = config.get("closing_timeout", 2)
+        created = set_zone_timeouts(dp_type, zone, dict(
+            tcp_syn_sent=syn, tcp_syn_recv=syn,
+            tcp_established=config.get("established_timeout", 300),
+            tcp_fin_wait=closing, tcp_time_wait=closing, tcp_close=closing))
+        if created:
+            self.run.forget("ct_zones", entry)
+            self.run.record("ct_zones", dict(entry, datapath_record=True))
 
     def _build(self):
         setLogLevel(os.environ.get("REDLAB_MININET_LOG", "warning"))
@@ -344,6 +370,10 @@ class Network:
             if self.controller is not None:
                 self.controller.stop()
             if self.run is not None and self.run.registered:
+                from controllers.ovsctl import remove_zone_timeouts
+                for ct in list(self.run.state["ct_zones"]):
+                    remove_zone_timeouts(ct["dp"], ct["zone"], ct["datapath_record"])
+                    self.run.forget("ct_zones", ct)
                 from redlab.clean import clean_entry
                 leftovers = clean_entry(self.run.state)
                 if leftovers:

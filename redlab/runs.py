@@ -131,6 +131,7 @@ class Run:
             "processes": [],    # {"pid", "start", "what"}
             "netns": [],        # "net:[inode]" of emulated hosts
             "files": [],        # sockets and other files outside the run folder
+            "ct_zones": [],     # {"dp", "zone", "datapath_record"}: OVS conntrack zones
         }
         self._registered = False
 

@@ -9,6 +9,11 @@ It writes ``tests/data/ipvs-kernel/<scheduler>.json`` (to ``--out``; inside the 
 host's tree is read-only, so the make target writes to the guest's /tmp and prints the
 files back through the console in a form the host side unpacks).
 
+``--lab06`` (``make ipvs-record-lab06``, also run by ``make ipvs-record``) records lab 06's
+load instead: the lab's pattern of held and short connections from the lab's client
+address to the lab's VIP, under each of the ten classic schedulers, with the lab's servers
+and weights, into ``labs/06-scheduling/kernel-picks.json`` (see ``lab06_scenario``).
+
 The network, built with iproute2 only (no iptables needed):
 
 * netns ``rlrec-cli``: the clients, 10.0.1.1-8 on one veth, default route via the director;
@@ -43,6 +48,7 @@ import subprocess
 import sys
 import time
 
+from controllers.schedulers import CLASSIC
 from redlab.wait import wait_until
 
 CLI_NS, SRV_NS = "rlrec-cli", "rlrec-srv"
@@ -157,16 +163,19 @@ def wait_for_state(client, cport, established, what):
 class Run:
     """One IPVS fwmark service with one scheduler and flags, and its recorded connections."""
 
-    def __init__(self, index, scheduler, flags):
+    def __init__(self, index, scheduler, flags, vip=None, created_with=None):
+        """``vip``: one given VIP instead of three in 10.1.<index>.0/24; ``created_with``: the
+        scheduler the service starts with (``-E`` switches to ``scheduler`` later)."""
         self.mark, self.scheduler, self.flags = index, scheduler, flags
-        self.vips = [f"10.1.{index}.{i}" for i in (1, 2, 3)]
+        self.vips = [vip] if vip else [f"10.1.{index}.{i}" for i in (1, 2, 3)]
         self.held, self.connections, self.counter = [], [], 0
-        for vip in self.vips:
-            sh(f"ip addr add {vip}/32 dev rlrec-vip")
+        for address in self.vips:
+            sh(f"ip addr add {address}/32 dev rlrec-vip")
+        match = f"{vip}/32" if vip else f"10.1.{index}.0/24"
         sh(f"tc filter add dev rlrec-c ingress protocol ip pref {index} flower ip_proto tcp "
-           f"dst_ip 10.1.{index}.0/24 dst_port {PORT} action skbedit mark {index}")
+           f"dst_ip {match} dst_port {PORT} action skbedit mark {index}")
         b = f" -b {','.join(flags)}" if flags else ""
-        sh(f"ipvsadm -A -f {index} -s {scheduler}{b}")
+        sh(f"ipvsadm -A -f {index} -s {created_with or scheduler}{b}")
 
     def ipvsadm(self, step, args):
         """A change between connections: ``-a``/``-e``/``-d`` on this service."""
@@ -241,6 +250,10 @@ class Run:
             s.close()
         self.held = []
         sh(f"ipvsadm -D -f {self.mark}")
+        # the next run may use the same VIP (lab 06): its mark must be the next run's
+        sh(f"tc filter del dev rlrec-c ingress protocol ip pref {self.mark}")
+        for address in self.vips:
+            sh(f"ip addr del {address}/32 dev rlrec-vip")
         return {"flags": self.flags, "fwmark": self.mark, "vips": self.vips,
                 "events": self.connections}
 
@@ -300,6 +313,127 @@ def scenario(run):
         run.connect("18 after deleting the chosen one", hold=i % 2 == 1)
 
 
+# -- lab 06's load ---------------------------------------------------------------------------
+
+LAB06_FILE = "kernel-picks.json"
+LAB06_OUT = "labs/06-scheduling"
+LAB06_ABOUT = [
+    "The real kernel IPVS's pick for every connection of lab 06's load (labs/06-scheduling/"
+    "lab.py LOAD, weights, servers), under each of its ten schedulers; the lab's '= kernel' "
+    "column compares the controller's order with 'order' here, and tests/unit/"
+    "test_lab06_kernel.py replays every pick through controllers/schedulers.py.",
+    "Recorded by `sudo make ipvs-record-lab06` (scripts/ipvs-record.py --lab06, run in the "
+    "stock Debian kernel guest of scripts/ipvs-vm; also part of `make ipvs-record`).  "
+    "Re-record it after changing the lab's LOAD, WEIGHTS or servers: the lab refuses a "
+    "recording made for another load.",
+    "Per scheduler: one new IPVS service (created with rr, the servers added, then switched "
+    "with ipvsadm -E -s like the lab's set_scheduler), the lab's client address and VIP "
+    "(sh and dh hash them), then one connection per letter of the pattern, one after "
+    "another: H is held open (ESTABLISHED: ActiveConn), S is closed by the client once "
+    "established (a short request: InActConn); each is settled in IPVS before the next.  "
+    "'servers' is what the scheduler saw right before the pick, from /proc/net/ip_vs in "
+    "the kernel's list order: [name, weight, ActiveConn, InActConn].",
+]
+LAB06_COUNTED = (
+    "What is counted: every connection of a run stays counted until the run ends (held "
+    "ones in ActiveConn, short ones in InActConn), and each run starts from an empty table.  "
+    "The kernel keeps a closed connection in InActConn for its FIN_WAIT/CLOSE_WAIT/"
+    "TIME_WAIT timeouts (60-120 s, left at their defaults), longer than a run here (well "
+    "under a minute even under emulation); the lab's controller keeps it for its closing "
+    "timeout (lab.py CLOSING_TIMEOUT, 1 s), and the lab checks that its run of the whole "
+    "pattern ended within that time (about 0.1 s), and empties its table before each "
+    "scheduler that reads InActConn.  So at every pick both count the same connections.")
+
+
+def lab06_setting():
+    """Lab 06's load, servers, weights and addresses, read from the lab itself: the lab
+    compares them with the recording's and refuses one made for another load."""
+    from redlab import addressing as ap
+    from redlab import labs
+    lab = labs.find("06").module
+    return {"pattern": lab.LOAD, "servers": list(lab.SERVERS), "weights": list(lab.WEIGHTS),
+            "addresses": {name: ap.web(n) for n, name in enumerate(lab.SERVERS, 1)},
+            "client": ap.client(1, ap.SERVICE), "vip": ap.vip(), "schedulers": list(CLASSIC)}
+
+
+def lab06_network(setting):
+    """The lab's client and server addresses on the recorder's network (/32 each, routed
+    through the director like the others)."""
+    client = setting["client"]
+    sh(f"ip -n {CLI_NS} addr add {client}/32 dev eth0 && ip route add {client}/32 dev rlrec-c")
+    for address in setting["addresses"].values():
+        sh(f"ip -n {SRV_NS} addr add {address}/32 dev eth0 && "
+           f"ip route add {address}/32 dev rlrec-s")
+
+
+def lab06_scenario(run, setting):
+    """Lab 06's load under ``run.scheduler``, as the lab runs it.
+
+    The servers are added last one first: the kernel puts an added server at the head of
+    its list, so the list reads web1, web2, web3 like the lab's.  Then the scheduler is
+    switched live (``ipvsadm -E``: the lab's ``set_scheduler``) and the pattern's
+    connections are opened one after another from the lab's client address to its VIP.
+    """
+    servers = list(zip(setting["servers"], setting["weights"]))
+    for name, weight in reversed(servers):
+        run.add("1 the lab's servers", setting["addresses"][name], weight)
+    run.ipvsadm("2 set_scheduler", f"-E FWM -s {run.scheduler}")
+    for letter in setting["pattern"]:
+        run.connect("3 the lab's load", hold=letter == "H", client=setting["client"],
+                    vip=setting["vip"])
+
+
+def lab06_picks(finished, setting):
+    """A finished run's picks in the lab's terms (server names, the letter of each)."""
+    names = {ip: name for name, ip in setting["addresses"].items()}
+    picks = [e for e in finished["events"] if "picked" in e]
+    return [{"letter": letter, "time": e["time"], "client_port": e["client_port"],
+             "servers": [[names[ip], weight, active, inactive]
+                         for ip, _port, weight, active, inactive in e["servers"]],
+             "picked": names.get(e["picked"])}
+            for letter, e in zip(setting["pattern"], picks)]
+
+
+def lab06_dump(recording):
+    """JSON with one pick per line, like ``dump``: a re-recording diffs line by line."""
+    parts = []
+    for key, value in recording.items():
+        if key == "schedulers":
+            rows = []
+            for algo, run in value.items():
+                picks = ",\n     ".join(json.dumps(p) for p in run["picks"])
+                rows.append(f'  {json.dumps(algo)}: {{"order": {json.dumps(run["order"])}, '
+                            f'"picks": [\n     {picks}]}}')
+            parts.append(f' "schedulers": {{\n' + ",\n".join(rows) + "}")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def record_lab06(out):
+    """Every scheduler of lab 06 under its load -> ``out``/kernel-picks.json."""
+    setting = lab06_setting()
+    lab06_network(setting)
+    schedulers = {}
+    for index, algo in enumerate(setting["schedulers"], 1):
+        run = Run(index, algo, [], vip=setting["vip"], created_with="rr")
+        lab06_scenario(run, setting)
+        picks = lab06_picks(run.finish(), setting)
+        if len(picks) != len(setting["pattern"]):
+            sys.exit(f"ipvs-record: lab 06 under {algo}: {len(picks)} picks recorded for "
+                     f"{len(setting['pattern'])} connections; look at the guest's network")
+        schedulers[algo] = {"order": [p["picked"] for p in picks], "picks": picks}
+        print(f"ipvs-record: lab 06 {algo}: {''.join(n[-1] for n in schedulers[algo]['order'])}",
+              flush=True)
+    recording = {"about": LAB06_ABOUT, "counted": LAB06_COUNTED,
+                 "kernel": platform.release(), "recorder": "scripts/ipvs-record.py --lab06"}
+    recording.update({k: setting[k] for k in ("pattern", "servers", "weights", "addresses",
+                                              "client", "vip")})
+    recording["schedulers"] = schedulers
+    with open(os.path.join(out, LAB06_FILE), "w") as f:
+        f.write(lab06_dump(recording))
+
+
 BEGIN, END = "=====ipvs-record tar.gz base64 begin=====", "=====ipvs-record end====="
 
 
@@ -310,8 +444,9 @@ def via_vm(args):
     between two marker lines on the console, which ipvs-vm streams to us.
     """
     here = os.path.dirname(os.path.abspath(__file__))
+    what = "--lab06" if args.lab06 else " ".join(args.schedulers)
     inner = (f".venv/bin/python scripts/ipvs-record.py --in-guest --out /tmp/ipvs-kernel "
-             f"{' '.join(args.schedulers)} && echo {BEGIN} && "
+             f"{what} && echo {BEGIN} && "
              f"tar -C /tmp/ipvs-kernel -cz . | base64 -w 64 && echo {END}")
     proc = subprocess.run([os.path.join(here, "ipvs-vm"), "-n", "-t", "3000", "-C",
                            os.path.dirname(here), "--", inner],
@@ -344,11 +479,19 @@ def dump(recording):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="tests/data/ipvs-kernel")
+    ap.add_argument("--out", help="where the recordings go (default: tests/data/ipvs-kernel, "
+                    f"with --lab06 {LAB06_OUT})")
     ap.add_argument("--in-guest", action="store_true",
                     help="record here (needs root and ip_vs) instead of booting ipvs-vm")
-    ap.add_argument("schedulers", nargs="*", default=list(RUNS))
+    ap.add_argument("--lab06", action="store_true",
+                    help=f"record lab 06's load under its ten schedulers into {LAB06_FILE}")
+    ap.add_argument("schedulers", nargs="*")
     args = ap.parse_args()
+    if args.lab06 and args.schedulers:
+        sys.exit("ipvs-record: --lab06 records the lab's ten schedulers; name no scheduler "
+                 "with it")
+    args.schedulers = args.schedulers or list(RUNS)
+    args.out = args.out or (LAB06_OUT if args.lab06 else "tests/data/ipvs-kernel")
     unknown = set(args.schedulers) - set(RUNS)
     if unknown:
         sys.exit(f"ipvs-record: unknown scheduler(s) {sorted(unknown)}; use some of {list(RUNS)}")
@@ -362,6 +505,8 @@ def main():
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         srv.bind(("0.0.0.0", PORT))
         srv.listen(4096)
+        if args.lab06:
+            return record_lab06(args.out)
         for name in args.schedulers:
             runs = []
             for flags in RUNS[name]:

@@ -21,6 +21,7 @@ from redlab.agent import ClientAgent
 from redlab.errors import RedlabError
 from redlab.labs import failed, passed
 from redlab.lb import render_keepalived_lvs
+from redlab.lbctl import LBError
 from redlab.scenarios import health_matrix
 from redlab.scenarios.health_matrix import markdown
 from redlab.scenarios.lb import LoadBalancedService, http_get
@@ -197,14 +198,14 @@ def scale_out(ctx, m, lab, name):
         ctx.say("  %s (%s) is racked and running; the operator adds it to the service while "
                 "clients keep using the VIP:\n  # redlab lb add %s %s" % (
                     name, host.IP(), name, host.IP()))
-        added = lab.control({"cmd": "add_server", "name": name, "ip": host.IP(),
-                             "port": lab.service.port, "weight": 1})
-        if not added["ok"]:
-            raise RedlabError("could not add %s: %s" % (name, added["error"]))
+        try:
+            lab.ctl.add_server(name, host.IP(), port=lab.service.port, weight=1)
+        except LBError as exc:
+            raise RedlabError("could not add %s: %s" % (name, exc.reason)) from None
         t0 = time.time()
         hc = lab.service.health_check
-        wait_until(lambda: ({s["name"]: s["health"] for s in lab.status()["servers"]}[name]
-                            == "up", lab.status_text()), hc.rise * (hc.interval + hc.timeout) + 5,
+        wait_until(lambda: (lab.ctl.status().server(name).health == "up",
+                            lab.status_text()), hc.rise * (hc.interval + hc.timeout) + 5,
                    "%s to pass its first health checks" % name)
         joined = time.time() - t0
         after = download_batch(lab, agent, SCALE_FILES)
@@ -271,7 +272,7 @@ def download_batch(lab, agent, n, rounds=2):
 
 def wait_all_up(lab, what):
     hc = lab.service.health_check
-    wait_until(lambda: (all(s["health"] == "up" for s in lab.status()["servers"]),
+    wait_until(lambda: (all(s.health == "up" for s in lab.ctl.status().servers),
                         lab.status_text()), hc.rise * (hc.interval + hc.timeout) + 10, what)
 
 

@@ -13,8 +13,8 @@ An action has three parts:
 
 ``run`` is the engine's runner: ``run.net`` (a :class:`redlab.net.Network`),
 ``run.drill`` (the drill), ``run.keepalived()`` (host -> its keepalived daemon),
-``run.control(message)`` (the load balancer's control socket, when the drill has a
-``network.service``) and ``run.event(t, lane, kind, label)`` (an event of the record).
+``run.lbctl()`` (a :class:`redlab.lbctl.LBClient` of the load balancer, when the drill
+has a ``network.service``) and ``run.event(t, lane, kind, label)`` (an event of the record).
 
 A fault's ``.at`` is when it began, as the engine's mark: some faults take a while to
 be done (nginx reloads into HTTP 500, keepalived reloads, a command runs).
@@ -28,6 +28,7 @@ from typing import Callable
 
 from redlab import faults
 from redlab.errors import ConfigError, RedlabError
+from redlab.lbctl import LBError, LBUnavailable
 
 
 @dataclass(frozen=True)
@@ -212,15 +213,18 @@ def _describe_lb(entry):
 
 
 def _lb_servers(run, where):
-    """The running service's real servers by name and its port (from ``status``)."""
+    """The running service's real servers by name (:class:`redlab.lbctl.ServerStatus`)
+    and its port (from ``status``)."""
     try:
-        reply = run.control({"cmd": "status"})
+        status = run.lbctl().status()
     except ConfigError as exc:
         raise ConfigError("%s: %s" % (where, exc)) from None
-    if not reply.get("ok"):
+    except LBUnavailable as exc:
+        raise RedlabError("%s: %s" % (where, exc)) from None
+    except LBError as exc:
         raise RedlabError("%s: the load balancer did not answer status (%s); check its "
-                          "controller log" % (where, reply.get("error")))
-    return {s["name"]: s for s in reply["servers"]}, reply["service"]["port"]
+                          "controller log" % (where, exc.reason)) from None
+    return {s.name: s for s in status.servers}, status.port
 
 
 def check_lb(run, entry, where):
@@ -257,44 +261,41 @@ def _names_before(run, entry, names):
     return names
 
 
-def _lb_send(run, at, message):
-    """Send one command; a refusal is an error naming the timeline entry."""
-    reply = run.control(message)
-    if not reply.get("ok"):
+def _lb_send(run, at, command, *arguments, **options):
+    """``run.lbctl().command(...)``; a refusal is an error naming the timeline entry."""
+    try:
+        getattr(run.lbctl(), command)(*arguments, **options)
+    except LBUnavailable as exc:
+        raise RedlabError("%s: %s" % (at, exc)) from None
+    except LBError as exc:
         raise RedlabError("%s: the load balancer refused %s: %s; fix the entry's server or "
-                          "weight" % (at, message["cmd"], reply.get("error")))
-    return reply
-
-
-def _set_weight(name, weight):
-    return {"cmd": "set_weight", "server": name, "weight": weight}
+                          "weight" % (at, exc.cmd, exc.reason)) from None
 
 
 def _lb_weight(run, at, entry, servers, port):
     name = entry["server"]
-    old = servers[name]["weight"] if name in servers else None
+    old = servers[name].weight if name in servers else None
     weight = 0 if entry["action"] == "drain" else entry["weight"]
-    _lb_send(run, at, _set_weight(name, weight))
+    _lb_send(run, at, "set_weight", name, weight)
     return faults.Fault("lb: %s weight %s -> %d" % (name, old, weight),
-                        lambda: _lb_send(run, at, _set_weight(name, old)))
+                        lambda: _lb_send(run, at, "set_weight", name, old))
 
 
 def _lb_add(run, at, entry, servers, port):
     name, ip, weight = entry["server"], entry["ip"], entry.get("weight", 1)
-    _lb_send(run, at, {"cmd": "add_server", "name": name, "ip": ip, "port": port,
-                       "weight": weight})
+    _lb_send(run, at, "add_server", name, ip, port=port, weight=weight)
     return faults.Fault("lb: %s added (%s:%d, weight %d)" % (name, ip, port, weight),
-                        lambda: _lb_send(run, at, {"cmd": "remove_server", "server": name}))
+                        lambda: _lb_send(run, at, "remove_server", name))
 
 
 def _lb_remove(run, at, entry, servers, port):
     name = entry["server"]
-    _lb_send(run, at, {"cmd": "remove_server", "server": name})
+    _lb_send(run, at, "remove_server", name)
     spec = servers[name]        # the command above was refused if it was not there
-    back = {"cmd": "add_server", "name": name, "ip": spec["ip"], "port": spec["port"],
-            "weight": spec["weight"]}
     return faults.Fault("lb: %s removed (was %s:%d, weight %d)" % (
-        name, spec["ip"], spec["port"], spec["weight"]), lambda: _lb_send(run, at, back))
+        name, spec.ip, spec.port, spec.weight),
+        lambda: _lb_send(run, at, "add_server", name, spec.ip, port=spec.port,
+                         weight=spec.weight))
 
 
 _LB_ACTIONS = {"drain": _lb_weight, "weight": _lb_weight, "add": _lb_add,

@@ -209,12 +209,12 @@ class Runner:
             host = self.net[spec["host"]]
             host.start_daemon(daemon_class(spec["daemon"])(host, **spec["options"]))
 
-    def control(self, message):
-        """One command to the load balancer's control socket; its reply (a dict)."""
+    def lbctl(self):
+        """The client of the load balancer's control socket (:class:`redlab.lbctl.LBClient`)."""
         if self.lb is None:
             raise ConfigError("this drill has no network.service, so there is no load "
                               "balancer to command; add network.service")
-        return self.lb.control(message)
+        return self.lb.ctl
 
     def keepalived(self):
         return {h.name: h.daemons["keepalived"] for h in self.net.hosts
@@ -356,13 +356,13 @@ class Runner:
         name = cond["server"]
 
         def state():
-            servers = {s["name"]: s for s in self.control({"cmd": "status"})["servers"]}
+            servers = {s.name: s for s in self.lbctl().status().servers}
             server = servers.get(name)
             if server is None:
                 return False, "no real server %s" % name
             if "active" in cond:
-                return server["active"] <= cond["active"], "ActiveConn %d" % server["active"]
-            return server["health"] == cond["health"], "health %s" % server["health"]
+                return server.active <= cond["active"], "ActiveConn %d" % server.active
+            return server.health == cond["health"], "health %s" % server.health
         what = ("real server %s's ActiveConn at most %d" % (name, cond["active"])
                 if "active" in cond else "real server %s %s" % (name, cond["health"]))
         return state, what

@@ -3,6 +3,7 @@
     with LoadBalancedService(web_service("wrr", weights=(3, 2, 1))) as lab:
         lab.get()                 # one HTTP request from client1 to the VIP
         lab.status()              # ipvsadm -Ln, as a dict
+        lab.ctl.drain("web2")     # the control socket (a redlab.lbctl.LBClient)
 
 Used by the load-balancer lab, the tests and the benchmark; ``redlab run lb`` is
 :func:`run_scenario`, the same service run by the drill engine.
@@ -12,7 +13,8 @@ import re
 import time
 
 from redlab.drill.gameday import CLIRunner
-from redlab.lb import HealthChecker, format_status, lb_network, load, prepare_dr, request
+from redlab.lb import HealthChecker, format_status, lb_network, load, prepare_dr
+from redlab.lbctl import LBClient
 from redlab.net import Network
 from redlab.wait import wait_until
 
@@ -36,6 +38,7 @@ class LoadBalancedService:
                                **lb_network(self.service, **controller_config))
         self.use_checker = checker
         self.checker = None
+        self.ctl = None             # the control socket's client, once the network runs
 
     def __enter__(self):
         return self.start()
@@ -50,6 +53,7 @@ class LoadBalancedService:
 
     def start(self):
         net = self.network.start()
+        self.ctl = LBClient.for_network(net)
         try:
             if self.service.lb_kind == "DR":
                 prepare_dr(net, self.service)
@@ -74,26 +78,24 @@ class LoadBalancedService:
     def wait_servers_known(self):
         """The controller knows every real server's MAC (it asks by ARP when the switch connects)."""
         def known():
-            servers = self.status()["servers"]
-            return all(s["mac"] for s in servers), servers
+            servers = self.ctl.status().servers
+            return all(s.mac for s in servers), {s.name: s.mac for s in servers}
         wait_until(known, 10, "the load balancer to learn the real servers' MACs")
 
     def get(self, path="/", timeout=2, host=None):
         """One HTTP request to the VIP; returns (status, served_by)."""
         return http_get(host or self.client, self.service.vip, self.service.port, path, timeout)
 
-    def control(self, message):
-        return request(self.network.controller.socket_path, message)
-
     def status(self):
-        return self.control({"cmd": "status"})
+        """The controller's ``status`` reply as a dict (``self.ctl.status()`` is typed)."""
+        return self.ctl.status().raw
 
     def counts(self):
-        return {s["name"]: (s["active"], s["inactive"]) for s in self.status()["servers"]}
+        return self.ctl.status().counts()
 
     def status_text(self):
         last = self.checker.last_results() if self.checker else None
-        return format_status(self.status(), last)
+        return format_status(self.ctl.status(), last)
 
     def scheduled(self, since=0.0):
         """Server names in scheduling order (the controller's ``scheduled`` events)."""

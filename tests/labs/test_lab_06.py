@@ -43,7 +43,7 @@ def test_reference_passes_and_the_walkthrough_shows_the_ten_schedulers(grade, ca
 
     rows = spread_rows(out)
     assert list(rows) == ["rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr"], out
-    # every decision of the real controller is the one controllers/schedulers.py makes
+    # every decision of the real controller is the one the real kernel made (kernel-picks.json)
     assert all(r["kernel"] for r in rows.values()), rows
     assert all(sum(r["total"]) == 18 and sum(r["held"]) == 12 for r in rows.values()), rows
     assert rows["rr"]["order"] == "123" * 6 and rows["rr"]["held"] == [6, 6, 0]
@@ -115,7 +115,7 @@ STATES = ("wlc", "sed", "lblc", "lblcr")
 
 def answers(variant):
     """The picks of the kernel's rules (controllers/schedulers.py) for a variant's states,
-    which the real controller follows (the walk-through's "= schedulers.py" column)."""
+    which the real controller follows (the walk-through's "controllers/schedulers" line)."""
     return {name: MODULE.kernel_picks(state["lb_algo"], [
         (n, state["servers"][n]["weight"], state["servers"][n]["active"],
          state["servers"][n]["inactive"]) for n in MODULE.SERVERS], "H" * state["picks"],

@@ -1,6 +1,7 @@
 """The os-ken load balancer through the real data path: curl from a client host."""
 
 import collections
+import re
 import time
 
 import pytest
@@ -105,33 +106,57 @@ def test_nat_and_dr_serve_real_http(run_folder, kind):
             assert lab.service.vip in lab["web1"].cmd("ip -4 addr show dev lo")
 
 
-def test_fast_path_lets_the_switch_learn_connections(run_folder):
-    """fast_path: the next pick is pre-installed; the switch learns each connection's flows."""
+def test_fast_path_schedules_in_the_switch_and_counts_from_conntrack(run_folder):
+    """fast_path: a select group of 256 slots picks the server; nothing per connection
+    reaches the controller; ActiveConn/InActConn come from the switch's tracker."""
     with LoadBalancedService(web_service("rr", check="tcp"), run_folder=run_folder,
                              fast_path=True, closing_timeout=1) as lab:
-        rule = [f for f in lab.network.dump_flows("s1").splitlines() if "priority=150" in f]
-        assert len(rule) == 1 and "learn(" in rule[0] and "CONTROLLER" in rule[0]
-        # sequential connections: each SYN uses the current pick before the next one is set
-        assert names(lab, 9) == ["web1", "web2", "web3"] * 3
-        learned = [f for f in lab.network.dump_flows("s1").splitlines() if "priority=200" in f]
-        # the switch saw the FINs of these finished connections: idle timeout now 1 s
-        assert learned and all("idle_timeout=1," in f for f in learned), learned[:2]
-        wait_until(lambda: (lab.counts() == {"web1": (0, 0), "web2": (0, 0), "web3": (0, 0)},
-                            lab.counts()), 10, "the finished connections to expire")
+        lab.wait_servers_known()
+        wait_until(lambda: ("group:1" in lab.network.dump_flows("s1"),
+                            lab.network.dump_flows("s1")), 5, "new SYNs to go to the group")
+        groups = lab["s1"].cmd("ovs-ofctl -O OpenFlow13 dump-groups s1")
+        buckets = re.findall(r"set_field:0x(\d)->reg2", groups)
+        # rr's shares: 86/85/85 of 256
+        assert sorted(collections.Counter(buckets).values()) == [85, 85, 86], groups[:300]
         start = time.time()
+        got = names(lab, 30)
+        assert set(got) == {"web1", "web2", "web3"}, got
+        assert lab.scheduled(since=start) == []           # the controller saw none of them
+        # the datapath hashes into the 256 slots (no exact 5-tuple megaflow per connection)
+        flows = lab["s1"].cmd("ovs-appctl dpctl/dump-flows")
+        assert "hash(sym_l4(0))" in flows and "dp_hash(" in flows, flows[:500]
+        assert lab.status()["service"]["path"]["mode"] == "slots"
+        wait_until(lambda: (lab.counts() == {"web1": (0, 0), "web2": (0, 0), "web3": (0, 0)},
+                            lab.counts()), 10, "the finished connections to leave the tracker")
         holder = Holder(lab, 3)
-        # back-to-back SYNs may share a pick (the documented price of the fast path), but
-        # the counts always tell where the connections really went
-        # (the SYN copies reach the controller after the switch forwarded the SYNs)
-        wait_until(lambda: (len(lab.scheduled(since=start)) == 3, lab.scheduled(since=start)),
-                   5, "the controller to see the three SYN copies")
-        went = collections.Counter(lab.scheduled(since=start))
-        wait_until(lambda: (lab.counts() == {n: (went[n], 0) for n in ("web1", "web2", "web3")},
-                            lab.counts()), 5, "ActiveConn to count the held connections")
-        assert sorted(holder.servers) == sorted(went.elements())   # where they really went
+        went = collections.Counter(holder.servers)
+        want = {n: (went[n], 0) for n in ("web1", "web2", "web3")}
+        wait_until(lambda: (lab.counts() == want, lab.counts()), 5,
+                   "ActiveConn to count the held connections %s" % want)
         holder.stop()
         wait_until(lambda: (lab.counts() == {"web1": (0, 0), "web2": (0, 0), "web3": (0, 0)},
-                            lab.counts()), 10, "the learned flows to expire after the FINs")
+                            lab.counts()), 10, "the closed connections to leave the tracker")
+
+
+def test_a_failed_server_loses_its_connections_at_once(run_folder):
+    """IPVS's expire_nodest_conn: when web2 fails its check its tracked connections are
+    dropped, so the clients' next SYN is scheduled to a live server."""
+    service = web_service("wlc", check="http", interval=0.2, timeout=0.3, fall=2, rise=2)
+    with LoadBalancedService(service, run_folder=run_folder) as lab:
+        holder = Holder(lab, 6)
+        on_web2 = sum(1 for s in holder.servers if s.endswith("web2"))
+        assert on_web2, holder.servers
+        wait_until(lambda: (lab.counts()["web2"] == (on_web2, 0), lab.counts()), 5,
+                   "web2's connections to be counted")
+        fault = faults.http_500(lab["web2"].daemons["nginx"])
+        health = wait_until(lambda: ([e for e in lab.network.controller.events("health")
+                                      if e["server"] == "web2" and e["state"] == "down"],
+                                     lab.network.controller.events("health")), 5,
+                            "web2 to be marked down")
+        assert health[0]["cleared"] == on_web2
+        assert lab.counts()["web2"] == (0, 0)
+        fault.undo()
+        holder.stop()
 
 
 def test_fast_path_stops_sending_to_a_failed_server(run_folder):

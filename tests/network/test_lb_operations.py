@@ -9,6 +9,7 @@ from redlab import addressing as ap
 from redlab import faults
 from redlab.errors import ConfigError
 from redlab.lb import web_service
+from redlab.lbctl import LBError
 from redlab.net import ovs_bridges
 from redlab.probe import Probe, analyse
 from redlab.scenarios.lb import LoadBalancedService
@@ -74,20 +75,18 @@ def test_live_weight_drain_add_remove(run_folder, redlab_cmd):
         # controller's list, and web3 gets nothing until its checks pass (rise 2)
         nginx3 = lab["web3"].daemons["nginx"]
         nginx3.stop()
-        assert lab.control({"cmd": "add_server", "name": "web3", "ip": ap.web(3),
-                            "port": 80, "weight": 1})["ok"]
-        added = {s["name"]: s for s in lab.status()["servers"]}["web3"]
-        assert added["health"] == "down" and "waiting for its first health checks" in \
-            added["reason"]
+        lab.ctl.add_server("web3", ap.web(3), port=80, weight=1)
+        added = lab.ctl.status().server("web3")
+        assert added.health == "down" and "waiting for its first health checks" in added.reason
         wait_until(lambda: (any(r["server"] == "web3" for r in lab.checker.results()),
                             lab.checker.results()[-3:]), 5, "the checker to check web3")
         assert {lab.get()[1] for _ in range(4)} == {"web2"}
         nginx3.start()
-        wait_until(lambda: ({s["name"]: s["health"] for s in lab.status()["servers"]}["web3"]
-                            == "up", lab.status_text()), 5, "web3 to pass its checks")
+        wait_until(lambda: (lab.ctl.status().server("web3").health == "up",
+                            lab.status_text()), 5, "web3 to pass its checks")
         assert {lab.get()[1] for _ in range(4)} == {"web2", "web3"}
         # remove web2: no new connections, but its established one keeps working
-        assert lab.control({"cmd": "remove_server", "server": "web2"})["ok"]
+        lab.ctl.remove_server("web2")
         assert {lab.get()[1] for _ in range(3)} == {"web3"}
         # the connections to drained web1 and removed web2 still work
         assert holder.request() == ["200:web1", "200:web2"]
@@ -96,8 +95,8 @@ def test_live_weight_drain_add_remove(run_folder, redlab_cmd):
         assert "TCP  %s:80 rr" % service.vip in status.stdout
         assert "(web1)" in status.stdout and "(web3)" in status.stdout
         assert "(web2)" not in status.stdout
-        refused = lab.control({"cmd": "set_weight", "server": "web1", "weight": -1})
-        assert not refused["ok"] and "weight must be an integer >= 0" in refused["error"]
+        with pytest.raises(LBError, match="refused set_weight: weight must be an integer >= 0"):
+            lab.ctl.set_weight("web1", -1)
         holder.stop()
 
 

@@ -78,10 +78,6 @@ if ok and sys.stdin.readline().strip() == "ack":
 SPOOFED = "10.0.0.77"
 
 
-def connections(lab):
-    return lab.control({"cmd": "connections"})["connections"]
-
-
 def scapy(host, script):
     return host.popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -102,20 +98,20 @@ def test_junk_at_the_vip_makes_no_active_connection_and_expires(run_folder):
         assert [lab.get()[0] for _ in range(3)] == [200, 200, 200]
         # (junk used source ports below 5000; curl's are ephemeral) every real request
         # is past ESTABLISHED: closing, or already gone
-        real = lambda: [c for c in connections(lab)  # noqa: E731
-                        if c["client"] == me and c["port"] > 5000]
-        wait_until(lambda: (all(c["state"] == "CLOSING" for c in real()), real()), 5,
+        real = lambda: [c for c in lab.ctl.connections()  # noqa: E731
+                        if c.client == me and c.port > 5000]
+        wait_until(lambda: (all(c.state == "CLOSING" for c in real()), real()), 5,
                    "the three real requests to be closing")
-        conns = connections(lab)
-        half_open = [c for c in conns if c["state"] == "SYN_RECV"]
-        assert [c for c in conns if c["state"] == "ESTABLISHED"] == []
+        conns = lab.ctl.connections()
+        half_open = [c for c in conns if c.state == "SYN_RECV"]
+        assert [c for c in conns if c.state == "ESTABLISHED"] == []
         assert all(active == 0 for active, _ in lab.counts().values()), lab.counts()
         # junk made half-open entries only (the SYNs), counted as InActConn
         assert 0 < len(half_open) <= syns, (len(half_open), syns)
         assert sum(inactive for _, inactive in lab.counts().values()) >= len(half_open)
         # ... and they leave after the SYN_RECV timeout
-        wait_until(lambda: (not [c for c in connections(lab) if c["state"] == "SYN_RECV"],
-                            len(connections(lab))), SYN_RECV_TIMEOUT + 5,
+        wait_until(lambda: (not [c for c in lab.ctl.connections() if c.state == "SYN_RECV"],
+                            len(lab.ctl.connections())), SYN_RECV_TIMEOUT + 5,
                    "the half-open connections to expire")
         assert lab.network.controller.events("half_open_expired")
         assert lab.get()[0] == 200          # still serving; its FIN ends its ActiveConn
@@ -139,16 +135,16 @@ def test_a_connection_is_active_only_once_the_clients_ack_completes_it(run_folde
             # the server's SYN-ACK went through the switch; a real request after it
             # (a later packet-in) is the barrier: the SYN-ACK leaves it half-open
             assert lab.get()[0] == 200
-            mine = lambda: [c for c in connections(lab) if c["client"] == SPOOFED]  # noqa
+            mine = lambda: [c for c in lab.ctl.connections() if c.client == SPOOFED]  # noqa
             [conn] = mine()
-            assert conn["state"] == "SYN_RECV"
-            assert lab.counts()[conn["server"]][0] == 0, lab.counts()
+            assert conn.state == "SYN_RECV"
+            assert lab.counts()[conn.server][0] == 0, lab.counts()
             proc.stdin.write(b"ack\n")
             proc.stdin.flush()
             assert proc.stdout.readline().decode().strip() == "acked"
-            wait_until(lambda: (mine()[0]["state"] == "ESTABLISHED", mine()), 5,
+            wait_until(lambda: (mine()[0].state == "ESTABLISHED", mine()), 5,
                        "the client's ACK to make the connection ESTABLISHED")
-            assert lab.counts()[conn["server"]][0] == 1, lab.counts()
+            assert lab.counts()[conn.server][0] == 1, lab.counts()
         finally:
             proc.stdin.close()
             proc.wait(timeout=10)
@@ -156,7 +152,7 @@ def test_a_connection_is_active_only_once_the_clients_ack_completes_it(run_folde
         agent = ClientAgent(client, lab.service.vip, lab.service.port, "holder")
         try:
             [server] = agent.ask("hold 1")
-            want = 2 if server == conn["server"] else 1
+            want = 2 if server == conn.server else 1
             wait_until(lambda: (lab.counts()[server][0] == want, lab.counts()), 5,
                        "the held connection to count in %s's ActiveConn" % server)
         finally:

@@ -14,6 +14,7 @@ from controllers.validation import ValidationError
 from redlab.drill import actions, engine
 from redlab.drill.schema import FAULTS, check_drill
 from redlab.errors import ConfigError, RedlabError
+from redlab.lbctl import LBClient
 from redlab.wait import wait_until
 
 WEB = {"name": "web", "type": "http", "from": "client1", "url": "http://10.0.0.100/"}
@@ -87,17 +88,30 @@ class Net(dict):
     controller = object()
 
 
+class ScriptedLB(LBClient):
+    """The real client, answered by ``answer(request)`` instead of a socket."""
+
+    def __init__(self, answer):
+        super().__init__("(scripted)")
+        self.answer = answer
+
+    def _exchange(self, message):
+        return self.answer(message)
+
+
 def runner(timeline, controller=True, servers=("web1", "web2", "web3")):
     net = Net(web1=SimpleNamespace(daemons={"nginx": 1, "keepalived": 2}),
               web2=SimpleNamespace(daemons={"nginx": 1, "keepalived": 2}),
               client1=SimpleNamespace(daemons={}))
     if not controller:
         net.controller = None
-    status = {"ok": True, "service": {"port": 80},
+    status = {"ok": True,
+              "service": dict(vip="10.0.0.100", port=80, lb_algo="rr", lb_kind="NAT"),
               "servers": [dict(name=n, ip="10.0.0.1%s" % n[-1], port=80, weight=1)
                           for n in servers]}
+    lb = ScriptedLB(lambda message: status)
     return SimpleNamespace(
-        net=net, drill={"timeline": timeline}, control=lambda message: status,
+        net=net, drill={"timeline": timeline}, lbctl=lambda: lb,
         keepalived=lambda: {h: net[h].daemons["keepalived"] for h in net
                             if "keepalived" in net[h].daemons})
 
@@ -143,8 +157,8 @@ def test_a_refused_lb_command_is_one_sentence_naming_the_entry():
     entry = {"id": "heavier", "fault": "lb", "action": "weight", "server": "web1",
              "weight": 3}
     run = runner([{"id": "drain", "fault": "lb", "action": "drain", "server": "web2"}, entry])
-    status = run.control({"cmd": "status"})
-    run.control = lambda message: status if message["cmd"] == "status" else \
+    status = run.lbctl().call("status")
+    run.lbctl().answer = lambda message: status if message["cmd"] == "status" else \
         {"ok": False, "error": "weight must be an integer >= 0, got 3.5"}
     with pytest.raises(RedlabError) as info:
         actions.inject(run, entry)

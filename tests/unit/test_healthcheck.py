@@ -1,5 +1,9 @@
 """redlab.healthcheck on loopback: real servers in threads, a fake controller socket.
 
+The probes (redlab.health.probes), the threaded checker (redlab.health.checker) and the
+command; the parts have their own tests (test_health_probes.py, test_health_roster.py,
+test_health_link.py).
+
 The servers: HTTP answering 200 "ok" on /health, HTTP answering 500, a listener that
 never accept()s (a hung server: the kernel completes the handshake into the backlog,
 nothing ever answers) and a closed port.  No Mininet, no root except for ICMP.
@@ -21,8 +25,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from redlab import healthcheck
-from redlab.healthcheck import Checker, check_http, check_icmp, check_tcp
+from redlab.health import probes
+from redlab.health.checker import Checker
+from redlab.health.probes import check_http, check_icmp, check_tcp
 from redlab.wait import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -282,20 +287,20 @@ def test_http_sends_host_and_connection_close():
 
 
 def test_icmp_checksum_and_reply_matching():
-    packet = healthcheck.echo_request(0x1234, 7, b"")
-    assert healthcheck.icmp_checksum(packet) == 0             # a valid checksum sums to 0
+    packet = probes.echo_request(0x1234, 7, b"")
+    assert probes.icmp_checksum(packet) == 0             # a valid checksum sums to 0
     # IPv4 headers (protocol 1, ICMP) from 10.0.0.11
     ip_header = bytes([0x45]) + bytes(8) + b"\x01" + bytes(2) + socket.inet_aton(
         "10.0.0.11") + bytes(4)
     reply = b"\x00\x00\x00\x00" + packet[4:]
-    assert healthcheck.parse_icmp(ip_header + reply, "10.0.0.11", 0x1234, 7) == "reply"
-    assert healthcheck.parse_icmp(ip_header + reply, "10.0.0.11", 0x1234, 8) is None
-    assert healthcheck.parse_icmp(ip_header + reply, "10.0.0.12", 0x1234, 7) is None
-    assert healthcheck.parse_icmp(ip_header + packet, "10.0.0.11", 0x1234, 7) is None
+    assert probes.parse_icmp(ip_header + reply, "10.0.0.11", 0x1234, 7) == "reply"
+    assert probes.parse_icmp(ip_header + reply, "10.0.0.11", 0x1234, 8) is None
+    assert probes.parse_icmp(ip_header + reply, "10.0.0.12", 0x1234, 7) is None
+    assert probes.parse_icmp(ip_header + packet, "10.0.0.11", 0x1234, 7) is None
     original = bytes([0x45]) + bytes(8) + b"\x01" + bytes(6) + socket.inet_aton(
         "10.0.0.11") + packet[:8]
     unreachable = b"\x03\x01\x00\x00\x00\x00\x00\x00" + original
-    assert healthcheck.parse_icmp(ip_header + unreachable, "10.0.0.11", 0x1234, 7) \
+    assert probes.parse_icmp(ip_header + unreachable, "10.0.0.11", 0x1234, 7) \
         == "host unreachable"
 
 
