@@ -331,9 +331,12 @@ class LoadBalancer(L2Switch):
             hub.sleep(REFILL_PERIOD)
             if self.dp is None:
                 continue
-            if self.core.mode() == "slots" and self.core.count_dependent():
+            mode = self.core.mode()
+            if mode == "slots" and self.core.count_dependent():
                 self.dump()
                 self.sync_switch()
+            elif mode != "slots":
+                self.dump()     # the picks' table follows what the tracker still holds
 
     def _probe_unknown_servers(self, period=1.0):
         """Ask again, every ``period`` s, for a real server whose MAC is still unknown: the
@@ -375,7 +378,8 @@ class LoadBalancer(L2Switch):
 
     def new_connection(self, dp, msg, seg):
         """A SYN the switch could not schedule itself: the kernel's pick, then table 5."""
-        self.dump()         # the counts of this moment: every earlier packet has been tracked
+        if self.core.reads_counts():
+            self.dump()     # the counts of this moment: every earlier packet has been tracked
         now = time.time()
         mode = self.core.mode()
         chosen = self.core.pick(seg.ip_src, seg.src_port, seg.ip_dst, now)

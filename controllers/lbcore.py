@@ -30,9 +30,14 @@ status`` prints it.
 
 **Counting** as IPVS counts (ActiveConn / InActConn) comes from the switch's connection
 tracker (:mod:`controllers.ctdump`): :meth:`Service.sync` replaces the table with a dump.
-In the exact mode the picks made since the last dump are kept as SYN_RECV connections
-until a dump shows them (the SYN is on its way), so a burst is counted as the kernel
-counts it.
+In the exact mode a scheduler that reads the counts (:meth:`Service.reads_counts`) gets a
+dump before each pick, and the picks made since are kept as SYN_RECV connections until a
+dump shows them (the SYN is on its way), so a burst is counted as the kernel counts it.
+The dump's cost grows with the connections the zone holds, closing ones included: that
+is the exact mode's price under a flood of new connections (README, Benchmark).  (Having
+the switch copy each connection's handshake end and first FIN to the controller instead
+was tried: OVS 3.1's userspace datapath failed those copies after the tracker's
+recirculation and dropped the packets, ``datapath_drop_userspace_action_error``.)
 """
 
 from __future__ import annotations
@@ -229,6 +234,11 @@ class Service:
 
     def count_dependent(self):
         return self.service.lb_algo in COUNT_DEPENDENT
+
+    def reads_counts(self):
+        """An exact pick needs the counts of this moment: the scheduler reads them, or a
+        persistence template lives as long as its client's connections."""
+        return self.count_dependent() or bool(self.service.persistence_timeout)
 
     # -- counting ---------------------------------------------------------------------
     def sync(self, entries, now, dumped_at=None):

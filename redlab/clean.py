@@ -68,7 +68,8 @@ def clean_entry(entry):
             removed.append("interface " + link)
     for ct in entry.get("ct_zones", []):
         from controllers.ovsctl import remove_zone_timeouts
-        removed += remove_zone_timeouts(ct["dp"], ct["zone"], ct.get("datapath_record", False))
+        removed += remove_zone_timeouts(ct["dp"], ct["zone"], ct.get("datapath_record", False),
+                                        ct.get("seq_check"))
     for path in entry.get("files", []):
         if os.path.exists(path):
             os.unlink(path)

@@ -151,6 +151,7 @@ def cmd_lb(args):
         "drain": lambda: ctl.drain(args.server),
         "add": lambda: ctl.add_server(args.server, args.ip, port=args.port, weight=args.weight),
         "remove": lambda: ctl.remove_server(args.server),
+        "path": lambda: ctl.set_fast_path(args.path == "fast"),
     }
     try:
         actions[args.action]()
@@ -486,6 +487,9 @@ def build_parser():
     q.add_argument("--weight", type=int, default=1)
     q = lb.add_parser("remove", help="remove a real server (established connections stay)")
     q.add_argument("server")
+    q = lb.add_parser("path", help="schedule new connections in the switch (fast) or each "
+                      "with the kernel's exact rule in the controller (exact)")
+    q.add_argument("path", choices=("fast", "exact"))
     p.set_defaults(func=cmd_lb)
     return parser
 

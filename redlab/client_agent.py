@@ -14,7 +14,7 @@ Commands, each answered by one line on stdout that starts with ``ok`` or ``error
                      H  held: GET / on a keep-alive connection that then stays open
                         (ESTABLISHED: it counts in ActiveConn until `close`)
                      S  short: GET / with ``Connection: close`` (after its FINs it
-                        counts in InActConn until its flows expire)
+                        counts in InActConn until its tracker entry expires)
                      -> ``ok H:web1 S:web2 ...`` (who answered: X-Served-By)
     hold N           N held connections (= ``load HHH...``) -> ``ok web1 web3 ...``
     halfopen PORT N  N connection attempts from source ports PORT..PORT+N-1 that are left

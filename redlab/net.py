@@ -239,21 +239,22 @@ class Network:
         (set before the first netdev bridge, they were ignored: a closed connection stayed
         30 s, the default, instead of the closing timeout)."""
         from controllers.conntrack import SYN_RECV_TIMEOUT
-        from controllers.ovsctl import DP_TYPES, ZONE, set_zone_timeouts
+        from controllers.ovsctl import DP_TYPES, ZONE, set_tcp_seq_check, set_zone_timeouts
         config = self.controller_config
         zone = config.get("ct_zone", ZONE)
         dp_type = DP_TYPES[self.datapath]
-        entry = {"dp": dp_type, "zone": zone, "datapath_record": False}
-        self.run.record("ct_zones", entry)
+        entry = {"dp": dp_type, "zone": zone, "datapath_record": False, "seq_check": True}
+        self.run.record("ct_zones", entry)     # before: a crash now still gets it undone
         syn = config.get("syn_recv_timeout", SYN_RECV_TIMEOUT)
         closing = config.get("closing_timeout", 2)
         created = set_zone_timeouts(dp_type, zone, dict(
             tcp_syn_sent=syn, tcp_syn_recv=syn,
             tcp_established=config.get("established_timeout", 300),
             tcp_fin_wait=closing, tcp_time_wait=closing, tcp_close=closing))
-        if created:
-            self.run.forget("ct_zones", entry)
-            self.run.record("ct_zones", dict(entry, datapath_record=True))
+        was_on = set_tcp_seq_check(False)      # IPVS checks no windows (controllers/ovsctl.py)
+        self.run.forget("ct_zones", entry)
+        self.run.record("ct_zones", dict(entry, datapath_record=created,
+                                         seq_check=bool(was_on)))
 
     def _build(self):
         setLogLevel(os.environ.get("REDLAB_MININET_LOG", "warning"))
@@ -372,7 +373,8 @@ class Network:
             if self.run is not None and self.run.registered:
                 from controllers.ovsctl import remove_zone_timeouts
                 for ct in list(self.run.state["ct_zones"]):
-                    remove_zone_timeouts(ct["dp"], ct["zone"], ct["datapath_record"])
+                    remove_zone_timeouts(ct["dp"], ct["zone"], ct["datapath_record"],
+                                         ct.get("seq_check"))
                     self.run.forget("ct_zones", ct)
                 from redlab.clean import clean_entry
                 leftovers = clean_entry(self.run.state)

@@ -5,7 +5,7 @@ load balancer of ``controllers/lb.py``) and one client.  The walk-through
 
 1. runs the same load -- 18 connections, ``HHS`` six times: H is held open (it stays in
    ActiveConn), S is a short request (after its FINs it stays in InActConn until its
-   flows expire) -- under each of the ten schedulers, switched live with
+   tracker entry expires) -- under each of the ten schedulers, switched live with
    ``set_scheduler`` (``ipvsadm -E -s``), shows the spread per server as a table and
    as an SVG bar chart written into the run folder, and compares each order with the real
    kernel's for the same load (``kernel-picks.json``, recorded by ``make
@@ -320,7 +320,7 @@ class Bench:
 
     def drain(self, inactive_too=True):
         """Wait until no connection is ESTABLISHED any more and, with ``inactive_too``,
-        until the closed ones have left the table too (their flows expire)."""
+        until the closed ones have left the table too (their tracker entries expire)."""
         if inactive_too:
             wait_until(lambda: (all(c == (0, 0) for c in self.counts().values()),
                                 self.counts()), 5 + 3 * CLOSING_TIMEOUT,

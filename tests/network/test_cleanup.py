@@ -99,3 +99,36 @@ def test_a_node_that_fails_half_way_leaves_no_shell(run_folder, monkeypatch):
     with pytest.raises(RuntimeError, match="after its shell started"):
         Network(ServiceLanTopo(servers=1, dns=False), run_folder=run_folder).start()
     assert registered_runs() == []
+
+
+def test_kill_9_of_a_load_balancer_then_clean_removes_its_conntrack_zone(redlab_cmd, run_folder):
+    """The load balancer's connections live in a conntrack zone with its own timeouts (OVS
+    state outside any bridge): a crashed run leaves both, ``redlab clean`` removes both."""
+    from controllers.ovsctl import DP_TYPES, ZONE
+    from redlab.system import choose_datapath
+    dp_type = DP_TYPES[choose_datapath()]
+
+    def zone_policy():
+        return "Zone:%d," % ZONE in subprocess.run(["ovs-vsctl", "list-zone-tp", dp_type],
+                                                   capture_output=True, text=True).stdout
+
+    def tracked():
+        return subprocess.run(["ovs-appctl", "dpctl/dump-conntrack", "zone=%d" % ZONE],
+                              capture_output=True, text=True).stdout.strip()
+
+    out = open(run_folder / "child.out", "w")
+    child = subprocess.Popen(redlab_cmd + ["run", "lb", "--hold", "120"], stdout=out,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    wait_until(lambda: ("load balancer up" in (run_folder / "child.out").read_text(),
+                        (run_folder / "child.out").read_text()[-300:]), 60,
+               "the child's load balancer to come up")
+    wait_until(lambda: (tracked() != "", tracked()), 10, "the probe's connections in the zone")
+    assert zone_policy()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    cleaned = subprocess.run(redlab_cmd + ["clean"], capture_output=True, text=True)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "conntrack timeouts of zone %d" % ZONE in cleaned.stdout, cleaned.stdout
+    assert not zone_policy()
+    assert tracked() == ""

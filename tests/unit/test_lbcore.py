@@ -245,3 +245,13 @@ def test_the_fast_path_can_be_switched_off_and_on():
     assert not reply["ok"] and "true or false" in reply["error"]
     c.command({"cmd": "set_fast_path", "fast_path": True})
     assert c.mode() == "slots"
+
+
+@pytest.mark.parametrize("algo, reads", [("rr", False), ("wrr", False), ("sh", False),
+                                         ("dh", False), ("mh", False), ("fo", False),
+                                         ("lc", True), ("wlc", True), ("sed", True),
+                                         ("nq", True), ("lblc", True), ("lblcr", True),
+                                         ("ovf", True), ("twos", True)])
+def test_an_exact_pick_dumps_the_tracker_only_when_it_reads_the_counts(algo, reads):
+    assert core(algo, fast_path=False).reads_counts() is reads
+    assert core(algo, fast_path=False, persistence_timeout=60).reads_counts() is True

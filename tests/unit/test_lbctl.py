@@ -237,9 +237,11 @@ def redlab_lb(fake, monkeypatch, capsys):
 def test_redlab_lb_commands(fake, redlab_lb):
     assert redlab_lb("drain", "web2") == (0, "done: drain\n", "")
     assert redlab_lb("add", "web4", "10.0.1.14", "--weight", "2") == (0, "done: add\n", "")
+    assert redlab_lb("path", "fast") == (0, "done: path\n", "")
     assert fake.requests == [
         {"cmd": "set_weight", "server": "web2", "weight": 0},
-        {"cmd": "add_server", "name": "web4", "ip": "10.0.1.14", "port": 80, "weight": 2}]
+        {"cmd": "add_server", "name": "web4", "ip": "10.0.1.14", "port": 80, "weight": 2},
+        {"cmd": "set_fast_path", "fast_path": True}]
     fake.answer = lambda request: STATUS
     code, out, err = redlab_lb("status")
     assert code == 0 and "TCP  10.0.0.100:80 wlc\n" in out and "(web2)" in out

@@ -1,0 +1,188 @@
+"""The load balancer's os-ken shell (controllers.lb) against a fake switch: what it sends.
+
+No root and no Open vSwitch daemon: a fake datapath serializes every OpenFlow message the
+app sends, and ``ovs-ofctl ofp-print`` (OVS's own decoder) must read each one -- a message
+OVS would refuse fails here (os-ken once wrote NAT actions OVS rejects with BAD_LEN).
+A fake unixctl stands in for ovs-vswitchd's connection tracker.
+"""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from os_ken.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+
+from redlab.lb import service_dict, web_service
+
+scapy = pytest.importorskip("scapy.all")
+
+CLIENT = "10.0.0.201"
+
+
+class FakeDatapath:
+    ofproto = ofproto_v1_3
+    ofproto_parser = ofproto_v1_3_parser
+    id = 1
+
+    def __init__(self):
+        self.sent = []
+        self.xid = 0
+
+    def set_xid(self, msg):
+        self.xid += 1
+        msg.set_xid(self.xid)
+
+    def send_msg(self, msg):
+        self.set_xid(msg)
+        msg.serialize()
+        self.sent.append(msg)
+
+    def take(self, kind=None):
+        sent, self.sent = self.sent, []
+        return [m for m in sent if kind is None or type(m).__name__ == kind]
+
+
+class FakeTracker:
+    """``dpctl/dump-conntrack`` and ``dpctl/flush-conntrack`` of one zone."""
+
+    def __init__(self):
+        self.entries = {}          # client port -> (server id, orig state, reply state)
+        self.flushed = []
+
+    def call(self, method, *params):
+        if method == "dpctl/dump-conntrack":
+            return "\n".join(
+                "tcp,orig=(src=%s,dst=10.0.0.100,sport=%d,dport=80),reply=(src=10.0.0.1%d,"
+                "dst=%s,sport=80,dport=%d),id=0,zone=32465,status=0,mark=%d,protoinfo=("
+                "state_orig=%s,state_reply=%s)" % (CLIENT, port, server, CLIENT, port, server,
+                                                    orig, reply)
+                for port, (server, orig, reply) in self.entries.items())
+        if method == "dpctl/flush-conntrack":
+            port = int(params[1].split("ct_tp_src=")[1].split(",")[0])
+            self.flushed.append(port)
+            del self.entries[port]
+            return ""
+        raise AssertionError("unexpected unixctl %s" % method)
+
+
+@pytest.fixture
+def lb(tmp_path, monkeypatch):
+    def make(algo="rr", fast_path=True, lb_kind="NAT"):
+        config = dict(service=service_dict(web_service(algo, lb_kind=lb_kind)),
+                      fast_path=fast_path, events_file=str(tmp_path / "events.jsonl"))
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(config))
+        monkeypatch.setenv("REDLAB_CONTROLLER_CONFIG", str(path))
+        from controllers.lb import LoadBalancer
+        app = LoadBalancer()
+        app.unixctl = FakeTracker()
+        dp = FakeDatapath()
+        app.reset_tables(dp)
+        app.setup_tables(dp)
+        for n in (1, 2, 3):            # the real servers answered the ARP probes
+            app.core.macs["10.0.0.1%d" % n] = "02:00:0a:00:00:%02x" % (10 + n)
+        app.sync_switch()
+        return app, dp
+    return make
+
+
+def decoded(messages):
+    """OVS's own text for each message (ovs-ofctl ofp-print)."""
+    if shutil.which("ovs-ofctl") is None:
+        pytest.skip("ovs-ofctl is not installed")
+    texts = []
+    for msg in messages:
+        out = subprocess.run(["ovs-ofctl", "ofp-print", bytes(msg.buf).hex()],
+                             capture_output=True, text=True).stdout
+        assert "decode error" not in out and out.strip(), out
+        texts.append(out)
+    return "\n".join(texts)
+
+
+def has_line(text, *parts):
+    return any(all(part in line for part in parts) for line in text.splitlines())
+
+
+def test_every_message_of_the_fast_path_is_one_ovs_accepts(lb):
+    app, dp = lb("rr")
+    text = decoded(dp.take())
+    # the server stage: commit to the tracker with NAT and the server's mark
+    assert "ct(commit,zone=32465,nat(dst=10.0.0.12:80),exec(set_field:0x2->ct_mark))" in text
+    # known connections follow their mark; new SYNs go to the select group
+    assert has_line(text, "ct_state=-inv+trk,ct_mark=0x2",
+                    "actions=set_field:02:00:0a:00:00:0c->eth_dst")
+    assert has_line(text, "ct_state=+new-inv+trk,tcp,tcp_flags=+syn-rst-ack", "actions=group:1")
+    group = next(line for line in text.splitlines() if "type=select" in line)
+    assert group.count("bucket=") == 256            # exactly 256: OVS's dp_hash, no upcall
+    assert group.count("set_field:0x1->reg2,resubmit(,4)") in (85, 86)
+
+
+def test_direct_routing_tracks_the_replies_from_the_vip_without_nat(lb):
+    app, dp = lb("wrr", lb_kind="DR")
+    text = decoded(dp.take())
+    assert has_line(text, "tcp,nw_src=10.0.0.100,tp_src=80", "actions=ct(table=3,zone=32465)")
+    assert "ct(commit,zone=32465,exec(set_field:0x1->ct_mark))" in text
+    assert "nat" not in text
+
+
+def test_a_failed_server_is_flushed_and_leaves_the_slots(lb):
+    app, dp = lb("rr")
+    dp.take()
+    app.unixctl.entries = {40000: (2, "ESTABLISHED", "ESTABLISHED"),
+                           40001: (1, "ESTABLISHED", "ESTABLISHED"),
+                           40002: (2, "SYN_SENT", "CLOSED")}
+    reply = app.command({"cmd": "health", "server": "web2", "state": "down", "reason": "500"})
+    assert reply == {"ok": True, "cleared": 2}
+    assert sorted(app.unixctl.flushed) == [40000, 40002]
+    group = decoded(dp.take("OFPGroupMod"))
+    assert "0x2->reg2" not in group and group.count("bucket=") == 256
+    assert app.core.status()["servers"][1]["active"] == 0
+
+
+def test_status_counts_what_the_tracker_holds(lb):
+    app, dp = lb("wlc")
+    app.unixctl.entries = {40000: (1, "ESTABLISHED", "ESTABLISHED"),
+                           40001: (1, "ESTABLISHED", "SYN_SENT"),
+                           40002: (3, "FIN_WAIT_2", "TIME_WAIT")}
+    servers = app.command({"cmd": "status"})["servers"]
+    assert [(s["active"], s["inactive"]) for s in servers] == [(1, 1), (0, 0), (0, 1)]
+
+
+def syn(port):
+    frame = (scapy.Ether(src="02:00:0a:00:00:c9", dst="02:fe:0a:00:00:64")
+             / scapy.IP(src=CLIENT, dst="10.0.0.100") / scapy.TCP(sport=port, dport=80, flags="S"))
+    return bytes(frame)
+
+
+class PacketIn:
+    def __init__(self, data, dp, table):
+        self.data, self.datapath, self.table_id = data, dp, table
+        self.match = {"in_port": 1}
+
+
+def test_the_exact_mode_schedules_each_syn_with_one_packet_out_and_no_flow(lb):
+    app, dp = lb("rr", fast_path=False)
+    text = decoded(dp.take())
+    assert has_line(text, "tcp_flags=+syn-rst-ack", "actions=CONTROLLER")
+    assert "group:1" not in text
+    from controllers.fastpkt import parse_tcp
+    picks = []
+    for port in (40000, 40001, 40002, 40003):
+        data = syn(port)
+        app.new_connection(dp, PacketIn(data, dp, app.VIP_TABLE), parse_tcp(data))
+        sent = dp.take()
+        assert [type(m).__name__ for m in sent] == ["OFPPacketOut"]
+        out = decoded(sent)
+        picks.append(out.split("set_field:0x")[1][0])
+        assert "resubmit(,4)" in out
+    assert picks == ["1", "2", "3", "1"]                  # the kernel's rr, one at a time
+
+
+def test_switching_to_the_exact_mode_and_back(lb):
+    app, dp = lb("wlc")
+    dp.take()
+    assert app.command({"cmd": "set_fast_path", "fast_path": False}) == {"ok": True}
+    assert "actions=CONTROLLER" in decoded(dp.take("OFPFlowMod"))
+    app.command({"cmd": "set_fast_path", "fast_path": True})
+    assert "actions=group:1" in decoded(dp.take("OFPFlowMod"))
