@@ -6,25 +6,28 @@ groups, and feeds in what the switch reports.  It is the learning switch of
 :mod:`controllers.l2switch` with the service's tables between learning and forwarding::
 
     table 0  learning; ARP claiming the VIP goes to the controller only
-    table 1  service   TCP to VIP:port            -> conntrack (zone Z, NAT), table 3
-                       TCP from a real server     -> conntrack (zone Z, NAT), table 4
-                       anything else              -> table 2
-    table 2  forwarding by destination MAC (flood when unknown)
-    table 3  to the VIP, tracked:
-                       ct_mark = server i         -> its MAC, table 2 (a known connection,
-                                                     a retransmitted SYN included)
+    table 1  service   TCP to VIP:port            -> tracker (zone Z), table 2
+                       TCP from real server i     -> (NAT) reg3 = i, source rewritten to
+                                                     VIP:port; tracker (zone Z), table 3
+                       anything else              -> table 5
+    table 2  to the VIP, tracked:
+                       ct_mark = server i         -> its MAC (NAT: its address and port),
+                                                     table 5 (a known connection, a
+                                                     retransmitted SYN included)
                        SYN of a new connection    -> the scheduler stage (below)
                        anything else              -> dropped (invalid, or no connection)
-    table 4  from a real server, tracked: a reply  -> source MAC = the VIP's, table 2
-    table 5  server stage: reg2 = i  -> commit (zone Z, NAT to server i, ct_mark = i),
-                                        its MAC, table 2
+    table 3  from a real server, tracked: a reply -> source MAC = the VIP's, table 5;
+                       (NAT) anything else        -> source put back (reg3), table 5
+    table 4  server stage: reg2 = i  -> commit (zone Z, ct_mark = i), then its MAC (NAT:
+                                        its address and port), table 5
+    table 5  forwarding by destination MAC (flood when unknown)
 
 Per-connection state is the switch's connection tracker (zone
 :data:`controllers.ovsctl.ZONE`), never a flow: nothing is installed per connection, and
 a controller restart loses nothing.  The scheduler stage depends on the mode
 (:meth:`controllers.lbcore.Service.mode`):
 
-- ``slots``: a select group of 256 buckets, bucket k -> ``reg2 = slot[k]`` and table 5.
+- ``slots``: a select group of 256 buckets, bucket k -> ``reg2 = slot[k]`` and table 4.
   OVS's ``dp_hash`` method maps hash value k of the 5-tuple to bucket k when a group has
   exactly 256 buckets of weight 1 (``ofproto-dpif.c``, ``group_setup_dp_hash_table``), so
   the datapath needs one megaflow per hash value, not one per connection: new
@@ -32,9 +35,9 @@ a controller restart loses nothing.  The scheduler stage depends on the mode
   would silently fall back to an upcall per connection).  The controller fills the slots
   from the scheduler and refills them when the servers, weights or counts change.
 - ``per_client``: a client's first SYN comes to the controller, which installs a flow for
-  that client address (``reg2 = i``, table 5) and sends the SYN on.
+  that client address (``reg2 = i``, table 4) and sends the SYN on.
 - ``controller`` (the exact mode): every SYN comes to the controller, which picks with
-  the kernel's rule and sends it on through table 5 (one packet-in, one packet-out).
+  the kernel's rule and sends it on through table 4 (one packet-in, one packet-out).
 
 Counts (ActiveConn/InActConn) come from dumps of the zone (:mod:`controllers.ctdump`),
 read over ovs-vswitchd's unixctl socket (:class:`controllers.ovsctl.UnixCtl`): on every
@@ -45,10 +48,11 @@ closing timeouts.  A real server failing its health check loses its connections 
 (their entries are flushed: IPVS's ``expire_nodest_conn``), so a client's retransmitted
 SYN is scheduled again to a live server.  Junk -- a segment that is not a SYN for no
 connection, a bad checksum, a fragment -- is dropped by the tracker's ``+inv`` or by
-table 3, never reaching the controller.
+table 2, never reaching the controller.
 
 Forwarding methods, as keepalived's ``lb_kind``: **NAT** (destination address and port
-rewritten by the tracker's NAT, replies rewritten back) and **DR** (direct routing: only
+rewritten by the switch after the tracker, replies rewritten back before it: the tracker
+itself never NATs, see :meth:`LoadBalancer.ct`) and **DR** (direct routing: only
 the destination MAC is rewritten; the real servers hold the VIP on ``lo``).
 
 Health state arrives from the checker on the director host over a Unix socket (the same
@@ -76,30 +80,18 @@ from controllers.learning import is_multicast
 from controllers.ovsctl import ZONE, UnixCtl, UnixCtlError
 from controllers.service import load_service, parse_service
 
-CLIENT_COOKIE = 0x7ED1AB04              # per-client flows (table 3)
+CLIENT_COOKIE = 0x7ED1AB04              # per-client flows (table 2)
 PRIO_MARKED, PRIO_CLIENT, PRIO_NEW, PRIO_DROP = 100, 95, 90, 80
 PRIO_SERVICE = 100
+PRIO_UNTRACKED = 50     # table 3: a rewritten packet of no connection, put back
 PRIO_CLAIM = 40         # above the learning switch's ARP copy (20): ARP claiming the VIP
 SELECT_GROUP = 1
 SYN, RST, ACK = 0x02, 0x04, 0x10
 # ct_state bits (nicira-ext.h)
 CT_NEW, CT_EST, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x08, 0x10, 0x20
-NX_NAT_F_DST = 0x02
 CT_COMMIT = 0x01
 NO_RECIRC = 0xFF
 REFILL_PERIOD = 0.5     # s: slots of count-reading schedulers follow the counts this often
-
-
-def nat_action(parser, **kwargs):
-    """os-ken's ``NXActionNAT`` with its body padded: os-ken 4.x declares the action's
-    padded length but writes the unpadded body, so the next action is misread (OVS:
-    OFPBAC_BAD_LEN) whenever the NAT names addresses and ports."""
-    class PaddedNAT(parser.NXActionNAT):
-        def serialize_body(self):
-            body = super().serialize_body()
-            return body + bytes(-(10 + len(body)) % 8)
-    PaddedNAT.__name__ = "NXActionNAT"
-    return PaddedNAT(**kwargs)
 
 
 class LoadBalancer(L2Switch):
@@ -162,17 +154,17 @@ class LoadBalancer(L2Switch):
         nat = svc.lb_kind == "NAT"
         self.add_flow(dp, self.SERVICE_TABLE, PRIO_SERVICE,
                       self.tcp_match(parser, ipv4_dst=svc.vip, tcp_dst=svc.port),
-                      [self.ct(parser, table=self.VIP_TABLE, nat=nat)])
+                      [self.ct(parser, table=self.VIP_TABLE)])
         if not nat:      # direct routing: the servers answer from the VIP
             self.add_flow(dp, self.SERVICE_TABLE, PRIO_SERVICE,
                           self.tcp_match(parser, ipv4_src=svc.vip, tcp_src=svc.port),
                           [self.ct(parser, table=self.REPLY_TABLE)])
         self.add_flow(dp, self.SERVICE_TABLE, 0, parser.OFPMatch(), goto=self.FORWARD_TABLE)
-        # table 3: invalid and unknown segments are dropped; new SYNs: see install_mode()
+        # table 2: invalid and unknown segments are dropped; new SYNs: see sync_switch()
         self.add_flow(dp, self.VIP_TABLE, PRIO_DROP,
                       parser.OFPMatch(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV)))
         self.add_flow(dp, self.VIP_TABLE, 0, parser.OFPMatch())
-        # table 4: replies of tracked connections leave with the VIP's MAC
+        # table 3: replies of tracked connections leave with the VIP's MAC
         reply = parser.OFPMatch(ct_state=(CT_TRK | CT_EST | CT_RPL, CT_TRK | CT_EST | CT_RPL))
         self.add_flow(dp, self.REPLY_TABLE, PRIO_SERVICE, reply,
                       [parser.OFPActionSetField(eth_src=svc.vmac)] if nat else [],
@@ -187,20 +179,22 @@ class LoadBalancer(L2Switch):
         return parser.OFPMatch(eth_type=ether_types.ETH_TYPE_IP, ip_proto=in_proto.IPPROTO_TCP,
                                **fields)
 
-    def ct(self, parser, table=NO_RECIRC, nat=False, commit_to=None):
-        """``ct(zone=Z[,nat][,table=T])``, or the commit of server ``commit_to``."""
+    def ct(self, parser, table=NO_RECIRC, commit_to=None):
+        """``ct(zone=Z[,table=T])``, or the commit of server id ``commit_to``.
+
+        The tracker never NATs: it sees every connection as the client and the VIP
+        (client:port <-> VIP:port), and the switch rewrites the addresses itself, after
+        the tracker on the way in and before it on the way back (NAT mode).  With the
+        tracker's own NAT, OVS 3.1 remapped the client's port whenever the client reused
+        one whose entry was still closing (``nat_get_unique_tuple``: 9313 of 12062
+        entries after 3 rounds of wrk), and a real server still in TIME_WAIT for the
+        remapped port refused the SYN: new connections fell from 7000/s to 200/s.
+        """
         actions = []
         flags = 0
         if commit_to is not None:
-            server_id, server = commit_to
             flags = CT_COMMIT
-            if nat:
-                actions.append(nat_action(
-                    parser, flags=NX_NAT_F_DST, range_ipv4_min=server.ip, range_ipv4_max=server.ip,
-                    range_proto_min=server.port, range_proto_max=server.port))
-            actions.append(parser.OFPActionSetField(ct_mark=server_id))
-        elif nat:
-            actions.append(parser.NXActionNAT(flags=0))
+            actions.append(parser.OFPActionSetField(ct_mark=commit_to))
         return parser.NXActionCT(flags=flags, zone_src="", zone_ofs_nbits=self.zone,
                                  recirc_table=table, alg=0, actions=actions)
 
@@ -231,7 +225,7 @@ class LoadBalancer(L2Switch):
         self.installed = (mode, slots)
 
     def stage_servers(self, dp):
-        """Table 5 (commit to server i) and table 3 (a marked connection goes to i) for
+        """Table 4 (commit to server i) and table 2 (a marked connection goes to i) for
         every server whose MAC is known; NAT replies from it go through the tracker."""
         parser = dp.ofproto_parser
         svc = self.service
@@ -243,17 +237,33 @@ class LoadBalancer(L2Switch):
                 continue
             self.staged[server_id] = (server.ip, server.port, mac)
             to_server = [parser.OFPActionSetField(eth_dst=mac)]
+            if nat:
+                to_server += [parser.OFPActionSetField(ipv4_dst=server.ip),
+                              parser.OFPActionSetField(tcp_dst=server.port)]
+            # the commit sees the packet as the client sent it; the rewrite comes after
             self.add_flow(dp, self.STAGE_TABLE, PRIO_SERVICE,
                           self.tcp_match(parser, reg2=server_id),
-                          [self.ct(parser, nat=nat, commit_to=(server_id, server))] + to_server,
+                          [self.ct(parser, commit_to=server_id)] + to_server,
                           goto=self.FORWARD_TABLE)
             self.add_flow(dp, self.VIP_TABLE, PRIO_MARKED,
-                          parser.OFPMatch(ct_state=(CT_TRK, CT_TRK | CT_INV), ct_mark=server_id),
+                          self.tcp_match(parser, ct_state=(CT_TRK, CT_TRK | CT_INV),
+                                         ct_mark=server_id),
                           to_server, goto=self.FORWARD_TABLE)
             if nat:
+                # a reply is rewritten to come from the VIP before the tracker sees it;
+                # anything else from the server (the director's health checks) is put
+                # back as it was in table 3 (reg3 says which server it came from)
                 self.add_flow(dp, self.SERVICE_TABLE, PRIO_SERVICE,
                               self.tcp_match(parser, ipv4_src=server.ip, tcp_src=server.port),
-                              [self.ct(parser, table=self.REPLY_TABLE, nat=True)])
+                              [parser.OFPActionSetField(reg3=server_id),
+                               parser.OFPActionSetField(ipv4_src=svc.vip),
+                               parser.OFPActionSetField(tcp_src=svc.port),
+                               self.ct(parser, table=self.REPLY_TABLE)])
+                self.add_flow(dp, self.REPLY_TABLE, PRIO_UNTRACKED,
+                              self.tcp_match(parser, reg3=server_id),
+                              [parser.OFPActionSetField(ipv4_src=server.ip),
+                               parser.OFPActionSetField(tcp_src=server.port)],
+                              goto=self.FORWARD_TABLE)
 
     def new_syn_match(self, parser, **fields):
         return parser.OFPMatch(_ordered_fields=[
@@ -263,7 +273,7 @@ class LoadBalancer(L2Switch):
             ("tcp_flags_nxm", (SYN, SYN | ACK | RST))])
 
     def fill_slots(self, dp, slots):
-        """The select group's 256 buckets: bucket k -> reg2 = slots[k], table 5."""
+        """The select group's 256 buckets: bucket k -> reg2 = slots[k], table 4."""
         parser, ofp = dp.ofproto_parser, dp.ofproto
         resubmit = parser.NXActionResubmitTable(table_id=self.STAGE_TABLE)
         buckets = [parser.OFPBucket(weight=1, watch_port=ofp.OFPP_ANY, watch_group=ofp.OFPG_ANY,
@@ -377,7 +387,7 @@ class LoadBalancer(L2Switch):
             self.new_connection(dp, msg, seg)
 
     def new_connection(self, dp, msg, seg):
-        """A SYN the switch could not schedule itself: the kernel's pick, then table 5."""
+        """A SYN the switch could not schedule itself: the kernel's pick, then table 4."""
         if self.core.reads_counts():
             self.dump()     # the counts of this moment: every earlier packet has been tracked
         now = time.time()

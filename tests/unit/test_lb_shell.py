@@ -107,11 +107,19 @@ def has_line(text, *parts):
 def test_every_message_of_the_fast_path_is_one_ovs_accepts(lb):
     app, dp = lb("rr")
     text = decoded(dp.take())
-    # the server stage: commit to the tracker with NAT and the server's mark
-    assert "ct(commit,zone=32465,nat(dst=10.0.0.12:80),exec(set_field:0x2->ct_mark))" in text
+    # the server stage: commit with the server's mark as the client sent it, then NAT
+    assert has_line(text, "reg2=0x2", "actions=ct(commit,zone=32465,exec(set_field:0x2->"
+                    "ct_mark)),set_field:02:00:0a:00:00:0c->eth_dst,set_field:10.0.0.12->"
+                    "ip_dst,set_field:80->tcp_dst")
+    assert "nat" not in text                    # the tracker never NATs (LoadBalancer.ct)
     # known connections follow their mark; new SYNs go to the select group
     assert has_line(text, "ct_state=-inv+trk,ct_mark=0x2",
-                    "actions=set_field:02:00:0a:00:00:0c->eth_dst")
+                    "actions=set_field:02:00:0a:00:00:0c->eth_dst,set_field:10.0.0.12->ip_dst")
+    # replies are rewritten to the VIP before the tracker; what it does not know goes back
+    assert has_line(text, "tcp,nw_src=10.0.0.12,tp_src=80", "set_field:0x2->reg3,"
+                    "set_field:10.0.0.100->ip_src,set_field:80->tcp_src,ct(table=3,zone=32465)")
+    assert has_line(text, "priority=50,tcp,reg3=0x2",
+                    "actions=set_field:10.0.0.12->ip_src,set_field:80->tcp_src,goto_table:5")
     assert has_line(text, "ct_state=+new-inv+trk,tcp,tcp_flags=+syn-rst-ack", "actions=group:1")
     group = next(line for line in text.splitlines() if "type=select" in line)
     assert group.count("bucket=") == 256            # exactly 256: OVS's dp_hash, no upcall
