@@ -51,8 +51,6 @@ follow the connections as the kernel's do.
   ``add()`` with another server re-binds the template, as the kernel makes a new
   template when the old one's server is gone or quiesced.  The kernel's persistence
   granularity (``-M`` netmask) is always /32 here.
-* ``unestablished()`` lists the connections to a server still in SYN_RECV.
-
 Times (``now``) are seconds from any clock, as long as it does not go backwards.
 """
 
@@ -206,10 +204,6 @@ class ConnectionTable:
     def of_server(self, server):
         """Connections to ``server``, oldest first."""
         return list(self._by_server.get(server, {}).values())
-
-    def unestablished(self, server):
-        """``server``'s connections still in SYN_RECV (to clear when it fails a check)."""
-        return [c for c in self.of_server(server) if c.state == SYN_RECV]
 
     def expire_half_open(self, now):
         """Remove and return the connections in SYN_RECV for ``syn_recv_timeout`` seconds.

@@ -59,7 +59,6 @@ Health state arrives from the checker on the director host over a Unix socket (t
 socket answers ``redlab lb status`` and runtime changes: weight, drain, add, remove).
 """
 
-import ipaddress
 import json
 import os
 import socket
@@ -74,8 +73,8 @@ from controllers import ctdump
 from controllers.conntrack import SYN_RECV, SYN_RECV_TIMEOUT
 from controllers.events import load_config
 from controllers.fastpkt import parse_tcp
-from controllers.l2switch import COOKIE, L2Switch
-from controllers.lbcore import SLOTS, Service
+from controllers.l2switch import L2Switch
+from controllers.lbcore import Service
 from controllers.learning import is_multicast
 from controllers.ovsctl import ZONE, UnixCtl, UnixCtlError
 from controllers.service import load_service, parse_service
@@ -521,5 +520,3 @@ class LoadBalancer(L2Switch):
         finally:
             conn.close()
 
-
-assert SLOTS == 256 and ipaddress  # the dp_hash trap: see the module docstring

@@ -276,9 +276,6 @@ class Service:
                 conn.state, conn.updated = state, now
         return gone
 
-    def connections_of(self, name):
-        return self.conns.of_server(name)
-
     # -- health and operator commands ---------------------------------------------------
     def set_health(self, name, state, reason):
         """A health checker's verdict.  A server going down loses its connections at once

@@ -120,20 +120,6 @@ def test_of_server_oldest_first(table):
     assert table.of_server("web3") == []
 
 
-def test_unestablished_lists_syn_recv_connections_of_a_server(table):
-    table.add(CLIENT, 1, "web1", now=0)           # half-open
-    table.add(CLIENT, 2, "web1", now=0)
-    table.established(CLIENT, 2, now=0)           # established
-    table.add(CLIENT, 3, "web1", now=0)
-    table.closing(CLIENT, 3, now=0)               # closed before established
-    table.add(CLIENT, 4, "web2", now=0)           # half-open, other server
-    assert [c.client_port for c in table.unestablished("web1")] == [1]
-    assert [c.client_port for c in table.unestablished("web2")] == [4]
-    for conn in table.unestablished("web1"):      # web1 failed its check: clear them
-        table.remove(conn.client_ip, conn.client_port)
-    assert table.counts("web1") == (1, 1)
-
-
 def test_closing_since_uses_the_time_closing_started(table):
     for port in (1, 2, 3):
         table.add(CLIENT, port, "web1", now=0)
