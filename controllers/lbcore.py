@@ -43,7 +43,6 @@ recirculation and dropped the packets, ``datapath_drop_userspace_action_error``.
 from __future__ import annotations
 
 import copy
-import random
 from dataclasses import dataclass, field
 
 from controllers.conntrack import SYN_RECV, ConnectionTable
@@ -108,7 +107,7 @@ class Service:
     """One virtual service: its real servers, their health and weights, the scheduler and
     the connection counts.  ``service`` is a :class:`controllers.service.VirtualService`."""
 
-    def __init__(self, service, fast_path=False, syn_recv_timeout=60, rng=None):
+    def __init__(self, service, fast_path=False, syn_recv_timeout=60):
         self.service = service
         self.fast_path = fast_path
         self.servers = [RealServer(name=s.name, ip=s.ip, port=s.port, weight=s.weight)
@@ -123,7 +122,6 @@ class Service:
         self.conns = ConnectionTable(persistence_timeout=service.persistence_timeout,
                                      syn_recv_timeout=syn_recv_timeout)
         self.pending = {}              # (client, port) -> time of a pick not yet dumped
-        self.rng = rng or random.Random(0)
 
     # -- lookups -----------------------------------------------------------------------
     def server(self, name):
@@ -219,8 +217,6 @@ class Service:
         if not any(s.weight > 0 for s in servers):
             return ()
         scheduler = copy.deepcopy(self.scheduler)
-        if hasattr(scheduler, "rng") and not isinstance(scheduler.rng, int):
-            scheduler.rng = copy.deepcopy(self.rng)
         vip = self.service.vip
         out = []
         for _ in range(SLOTS):

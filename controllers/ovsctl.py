@@ -143,8 +143,9 @@ def remove_zone_timeouts(dp_type, zone, remove_datapath=False, seq_check=None):
     """Undo :func:`set_zone_timeouts` (and :func:`set_tcp_seq_check` when ``seq_check``:
     it was on before) and flush the zone's connections; what was removed."""
     removed = []
-    if _vsctl("list-zone-tp", dp_type).returncode == 0:
-        if "Zone:%d," % zone in _vsctl("list-zone-tp", dp_type).stdout:
+    listed = _vsctl("list-zone-tp", dp_type)
+    if listed.returncode == 0:
+        if "Zone:%d," % zone in listed.stdout:
             _vsctl("del-zone-tp", dp_type, "zone=%d" % zone)
             removed.append("conntrack timeouts of zone %d" % zone)
         if remove_datapath and not _vsctl("list-zone-tp", dp_type).stdout.strip():
