@@ -119,6 +119,7 @@ class ConnectionTable:
         self.syn_recv_timeout = syn_recv_timeout
         self._conns = {}        # (client_ip, client_port) -> Connection, insertion order
         self._by_server = {}    # server -> {key: Connection}
+        self._active = {}       # server -> number of its ESTABLISHED connections
         self._controlled = {}   # (client_ip, server) -> number of connections in table
         self._templates = {}    # client_ip -> _Template
 
@@ -162,9 +163,18 @@ class ConnectionTable:
         conn = self._conns.get((client_ip, client_port))
         if conn is None or conn.state not in sources:
             return False
-        conn.state = target
-        conn.updated = now
+        self.set_state(conn, target, now)
         return True
+
+    def set_state(self, conn, state, now):
+        """Put ``conn`` (in the table) in ``state`` as of ``now``, whatever it was."""
+        if conn.state == state:
+            return
+        if conn.active:
+            self._active[conn.server] -= 1
+        conn.state, conn.updated = state, now
+        if conn.active:
+            self._active[conn.server] = self._active.get(conn.server, 0) + 1
 
     def remove(self, client_ip, client_port, now=None):
         """The connection's flows expired or were cleared; returns it (None if unknown).
@@ -180,6 +190,8 @@ class ConnectionTable:
         del members[key]
         if not members:
             del self._by_server[conn.server]
+        if conn.active:
+            self._active[conn.server] -= 1
         pair = (client_ip, conn.server)
         self._controlled[pair] -= 1
         if not self._controlled[pair]:
@@ -194,7 +206,7 @@ class ConnectionTable:
 
     def counts(self, server):
         """``(active, inactive)`` for ``server``, as ipvsadm's ActiveConn / InActConn."""
-        active = sum(1 for c in self._by_server.get(server, {}).values() if c.active)
+        active = self._active.get(server, 0)
         return active, len(self._by_server.get(server, {})) - active
 
     def all_counts(self):

@@ -27,7 +27,7 @@ of :mod:`controllers.conntrack`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from controllers.conntrack import CLOSING, ESTABLISHED, SYN_RECV
 
@@ -47,8 +47,7 @@ _ORDER = ("CLOSED", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT
 _RANK = {name: n for n, name in enumerate(_ORDER)}
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One tracked connection: the client's address and port, where it was sent
     (``server`` is the ct_mark: the real server's id; 0 when unmarked), its destination
     as the client sent it (the VIP) and the server's reply source, and IPVS's state."""

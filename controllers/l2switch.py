@@ -25,7 +25,7 @@ from os_ken.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev
 from os_ken.lib.packet import arp, ether_types, ethernet, packet
 from os_ken.ofproto import ofproto_v1_3
 
-from controllers.events import EventLog, load_config
+from controllers.events import EventLog, load_config, survives
 from controllers.learning import MOVED, NEW, MacTable, is_gratuitous, is_multicast
 
 PRIO_MISS, PRIO_LEARNED, PRIO_ARP = 0, 10, 20
@@ -76,6 +76,7 @@ class L2Switch(app_manager.OSKenApp):
 
     # -- switch connects -----------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    @survives
     def switch_features(self, ev):
         dp = ev.msg.datapath
         ofp, parser = dp.ofproto, dp.ofproto_parser
@@ -104,6 +105,7 @@ class L2Switch(app_manager.OSKenApp):
         """Hook for subclasses: install their own tables' fixed flows."""
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @survives
     def error_msg(self, ev):
         """A switch refused something we sent: that is a bug of ours, say it loudly."""
         msg = ev.msg
@@ -113,6 +115,7 @@ class L2Switch(app_manager.OSKenApp):
 
     # -- learning ------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @survives
     def packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath

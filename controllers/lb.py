@@ -59,9 +59,11 @@ Health state arrives from the checker on the director host over a Unix socket (t
 socket answers ``redlab lb status`` and runtime changes: weight, drain, add, remove).
 """
 
+import collections
 import json
 import os
 import socket
+import threading
 import time
 
 from os_ken.controller import ofp_event
@@ -71,7 +73,7 @@ from os_ken.lib.packet import arp, ether_types, ethernet, in_proto, packet
 
 from controllers import ctdump
 from controllers.conntrack import SYN_RECV, SYN_RECV_TIMEOUT
-from controllers.events import load_config
+from controllers.events import load_config, survives
 from controllers.fastpkt import parse_tcp
 from controllers.l2switch import L2Switch
 from controllers.lbcore import Service
@@ -113,15 +115,23 @@ class LoadBalancer(L2Switch):
         # one request at a time on the unixctl connection: green threads (packets, the
         # control socket, the refill loop) would otherwise read each other's replies
         self.unixctl_lock = hub.BoundedSemaphore(1)
+        # os-ken's native hub runs the packet-ins, the control socket and the loops below on
+        # threads of their own: the core and the switch's state are changed under this lock
+        # (never held while the tracker is read, except by commands that flush it)
+        self.lock = threading.RLock()
         self.dp = None
         self.installed = None          # (mode, slots) in the switch
         self.staged = {}               # server id -> (ip, port, mac) of its table-5 flow
         self.group_installed = False
+        # SYNs waiting for the counts of their moment (exact mode, count-reading schedulers)
+        self.waiting = collections.deque()
+        self.syns_arrived = hub.Event()
         self.socket_path = config.get("control_socket")
         if self.socket_path:
             hub.spawn(self._control_server)
         hub.spawn(self._refill_loop)
         hub.spawn(self._probe_unknown_servers)
+        hub.spawn(self._schedule_waiting)
         svc = service
         self.logger.info("service %s %s:%d %s %s, real servers %s, mode %s", svc.name, svc.vip,
                          svc.port, svc.lb_algo, svc.lb_kind,
@@ -137,9 +147,10 @@ class LoadBalancer(L2Switch):
         ofp = dp.ofproto
         self.delete_flows(dp, ofp.OFPTT_ALL, parser.OFPMatch())
         dp.send_msg(parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, ofp.OFPG_ALL))
-        self.installed = None
-        self.staged = {}
-        self.group_installed = False
+        with self.lock:
+            self.installed = None
+            self.staged = {}
+            self.group_installed = False
 
     def setup_tables(self, dp):
         parser = dp.ofproto_parser
@@ -200,6 +211,10 @@ class LoadBalancer(L2Switch):
     # -- the per-server and scheduler flows -------------------------------------------
     def sync_switch(self):
         """Bring the switch in line with the core: server stages, mode, slots."""
+        with self.lock:
+            self._sync_switch()
+
+    def _sync_switch(self):
         dp = self.dp
         if dp is None:
             return
@@ -306,7 +321,8 @@ class LoadBalancer(L2Switch):
             self.logger.warning("cannot read the connection tracker: %s", exc)
             return False
         entries = ctdump.parse(text, (self.service.vip, self.service.port))
-        gone = self.core.sync(entries, time.time(), dumped_at=asked)
+        with self.lock:
+            gone = self.core.sync(entries, time.time(), dumped_at=asked)
         half_open = [c for c in gone if c.state == SYN_RECV]
         if half_open:
             # the tracker's SYN_RECV timeout (the zone's tcp_syn_sent/syn_recv) ran out
@@ -335,17 +351,30 @@ class LoadBalancer(L2Switch):
             self.dump()
         return flushed
 
+    def survive(self, step):
+        """Run one step of a loop thread; an exception is logged, the loop goes on (a
+        thread that ended would leave SYNs waiting or counts stale for good)."""
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001
+            self.logger.exception("%s failed", step.__name__)
+            self.event_log.emit("handler_error", handler=step.__name__,
+                                error="%s: %s" % (type(exc).__name__, exc))
+
     def _refill_loop(self):
         while True:
             hub.sleep(REFILL_PERIOD)
-            if self.dp is None:
-                continue
-            mode = self.core.mode()
-            if mode == "slots" and self.core.count_dependent():
-                self.dump()
-                self.sync_switch()
-            elif mode != "slots":
-                self.dump()     # the picks' table follows what the tracker still holds
+            self.survive(self.refill)
+
+    def refill(self):
+        if self.dp is None:
+            return
+        mode = self.core.mode()
+        if mode == "slots" and self.core.count_dependent():
+            self.dump()
+            self.sync_switch()
+        elif mode != "slots":
+            self.dump()     # the picks' table follows what the tracker still holds
 
     def _probe_unknown_servers(self, period=1.0):
         """Ask again, every ``period`` s, for a real server whose MAC is still unknown: the
@@ -356,12 +385,14 @@ class LoadBalancer(L2Switch):
             hub.sleep(period)
             if self.dp is None:
                 continue
-            for server in self.core.servers:
-                if self.core.macs.get(server.ip) is None:
-                    self.arp_probe(self.dp, server.ip)
+            with self.lock:
+                unknown = [s.ip for s in self.core.servers if self.core.macs.get(s.ip) is None]
+            for ip in unknown:
+                self.arp_probe(self.dp, ip)
 
     # -- packets -----------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @survives
     def packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath
@@ -376,7 +407,8 @@ class LoadBalancer(L2Switch):
                 return
             super().packet_in(ev)            # learning (MACs, ARP bindings)
             if req is not None:
-                self.handle_arp(dp, msg.match["in_port"], eth, req)
+                with self.lock:
+                    self.handle_arp(dp, msg.match["in_port"], eth, req)
             return
         if not is_multicast(seg.eth_src):
             self.learn_mac(dp, seg.eth_src, msg.match["in_port"])
@@ -386,9 +418,44 @@ class LoadBalancer(L2Switch):
             self.new_connection(dp, msg, seg)
 
     def new_connection(self, dp, msg, seg):
-        """A SYN the switch could not schedule itself: the kernel's pick, then table 4."""
+        """A SYN the switch could not schedule itself: the kernel's pick, then table 4.
+
+        A scheduler that reads the counts waits for a dump of the tracker taken after its
+        SYN arrived (:meth:`_schedule_waiting`); one dump serves every SYN that arrived
+        while the previous one was read, in arrival order, each pick counted before the
+        next is made -- what IPVS would decide for SYNs that close together.
+        """
         if self.core.reads_counts():
-            self.dump()     # the counts of this moment: every earlier packet has been tracked
+            self.waiting.append((dp, msg, seg))
+            self.syns_arrived.set()
+        else:
+            with self.lock:
+                self.schedule(dp, msg, seg)
+
+    def _schedule_waiting(self):
+        while True:
+            self.syns_arrived.wait()
+            self.syns_arrived.clear()
+            while self.waiting:
+                self.survive(self.schedule_waiting)
+
+    def schedule_waiting(self):
+        """Schedule the SYNs waiting now, after one dump of the tracker; their number."""
+        batch = []
+        while self.waiting:
+            batch.append(self.waiting.popleft())
+        if not batch:
+            return 0
+        if self.core.reads_counts():
+            self.dump()     # every packet before these SYNs has been tracked
+        with self.lock:
+            for dp, msg, seg in batch:
+                self.schedule(dp, msg, seg)
+        if len(batch) > 1 and self.log_connections:
+            self.event_log.emit("scheduled_batch", size=len(batch))
+        return len(batch)
+
+    def schedule(self, dp, msg, seg):
         now = time.time()
         mode = self.core.mode()
         chosen = self.core.pick(seg.ip_src, seg.src_port, seg.ip_dst, now)
@@ -460,6 +527,10 @@ class LoadBalancer(L2Switch):
         cmd = request.get("cmd")
         if cmd in ("status", "connections"):
             self.dump()
+        with self.lock:
+            return self._command(cmd, request)
+
+    def _command(self, cmd, request):
         old_health = dict(self.core.health)
         reply, effects = self.core.command(request)
         if not reply.get("ok"):

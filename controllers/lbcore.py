@@ -268,8 +268,7 @@ class Service:
                 if conn is not None:
                     self.conns.remove(client, port, now)
                 conn = self.conns.add(client, port, name, now)
-            if conn.state != state:
-                conn.state, conn.updated = state, now
+            self.conns.set_state(conn, state, now)
         return gone
 
     # -- health and operator commands ---------------------------------------------------

@@ -194,3 +194,96 @@ def test_switching_to_the_exact_mode_and_back(lb):
     assert "actions=CONTROLLER" in decoded(dp.take("OFPFlowMod"))
     app.command({"cmd": "set_fast_path", "fast_path": True})
     assert "actions=group:1" in decoded(dp.take("OFPFlowMod"))
+
+
+def test_syns_waiting_for_the_counts_share_one_dump_and_are_counted_in_order(lb):
+    """wlc in the exact mode: the SYNs that arrived while the tracker was read are scheduled
+    after one dump, each pick counted before the next (IPVS for SYNs close together)."""
+    app, dp = lb("wlc", fast_path=False)
+    dp.take()
+    from controllers.fastpkt import parse_tcp
+    calls = []
+    call = app.unixctl.call
+    app.unixctl.call = lambda method, *params: calls.append(method) or call(method, *params)
+    # web1 holds one established connection: wlc sends the next three to web2, web3, web2
+    app.unixctl.entries = {39999: (1, "ESTABLISHED", "ESTABLISHED")}
+    for port in (40000, 40001, 40002):
+        data = syn(port)
+        # queued as new_connection() queues them, without waking the scheduling thread
+        app.waiting.append((dp, PacketIn(data, dp, app.VIP_TABLE), parse_tcp(data)))
+    assert app.schedule_waiting() == 3
+    assert calls == ["dpctl/dump-conntrack"]
+    sent = dp.take()
+    assert [type(m).__name__ for m in sent] == ["OFPPacketOut"] * 3
+    picks = [decoded([m]).split("set_field:0x")[1][0] for m in sent]
+    assert picks == ["2", "3", "2"]
+    servers = app.core.status()["servers"]
+    assert [(s["active"], s["inactive"]) for s in servers] == [(1, 0), (0, 2), (0, 1)]
+
+
+def test_the_scheduling_thread_schedules_what_new_connection_queues(lb):
+    app, dp = lb("wlc", fast_path=False)
+    dp.take()
+    from controllers.fastpkt import parse_tcp
+    from redlab.wait import wait_until
+    data = syn(40000)
+    app.new_connection(dp, PacketIn(data, dp, app.VIP_TABLE), parse_tcp(data))
+    wait_until(lambda: dp.sent, 5, "the packet-out of the queued SYN")
+    assert [type(m).__name__ for m in dp.take()] == ["OFPPacketOut"]
+
+
+def test_a_handler_that_raises_is_logged_and_the_next_packet_is_served(lb, tmp_path):
+    """os-ken's native hub ends an app on any exception of a handler (its TaskExit is
+    Exception), silently: the switch's receive thread then blocks and every later packet-in
+    is lost.  Ours log it and go on."""
+    app, dp = lb("rr", fast_path=False)
+    dp.take()
+
+    class Event:
+        def __init__(self, data):
+            self.msg = PacketIn(data, dp, app.VIP_TABLE)
+
+    pick = app.core.pick
+    app.core.pick = lambda *args: 1 / 0
+    assert app.packet_in(Event(syn(40000))) is None
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    error = [e for e in events if e["event"] == "handler_error"]
+    assert error and error[0]["handler"] == "packet_in"
+    assert error[0]["error"].startswith("ZeroDivisionError")
+    app.core.pick = pick
+    dp.take()
+    app.packet_in(Event(syn(40001)))
+    assert len(dp.take("OFPPacketOut")) == 1
+
+
+def test_counts_read_while_syns_are_scheduled_do_not_break_either(lb):
+    """The tracker is read on its own thread (the refill loop) while packet-ins pick: both
+    change the connection table.  Without the app's lock, a pick iterating the table while a
+    dump replaced it raised 'dictionary changed size during iteration' (seen under load)."""
+    import threading
+    app, dp = lb("wlc", fast_path=False)
+    dp.take()
+    from controllers.fastpkt import parse_tcp
+    app.unixctl.entries = {p: (1 + p % 3, "ESTABLISHED", "ESTABLISHED")
+                           for p in range(30000, 30600)}
+    stop = threading.Event()
+    errors = []
+
+    def read():
+        while not stop.is_set():
+            try:
+                app.dump()
+            except Exception as exc:     # noqa: BLE001 -- reported below
+                errors.append(exc)
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for port in range(40000, 40400):
+            data = syn(port)
+            app.waiting.append((dp, PacketIn(data, dp, app.VIP_TABLE), parse_tcp(data)))
+            app.schedule_waiting()
+    finally:
+        stop.set()
+        reader.join()
+    assert not errors
+    assert len(dp.take("OFPPacketOut")) == 400
