@@ -383,12 +383,15 @@ class LoadBalancer(L2Switch):
         as a kernel retries an unanswered ARP request."""
         while True:
             hub.sleep(period)
-            if self.dp is None:
-                continue
-            with self.lock:
-                unknown = [s.ip for s in self.core.servers if self.core.macs.get(s.ip) is None]
-            for ip in unknown:
-                self.arp_probe(self.dp, ip)
+            self.survive(self.probe_unknown_servers)
+
+    def probe_unknown_servers(self):
+        if self.dp is None:
+            return
+        with self.lock:
+            unknown = [s.ip for s in self.core.servers if self.core.macs.get(s.ip) is None]
+        for ip in unknown:
+            self.arp_probe(self.dp, ip)
 
     # -- packets -----------------------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
