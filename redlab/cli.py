@@ -202,9 +202,11 @@ def cmd_grade(args):
                               % option)
     submission = args.submission or lab.submission
     # in a class the narration goes to the student's log: how far a stopped grade got
-    results = grading.grade_submission(lab, submission, student=args.student,
-                                       class_mode=args.class_mode,
-                                       out=print if args.verbose or args.class_mode else None)
+    # through the pytest plugin, so that `pytest --lab` gives the same verdicts and reasons
+    from redlab.pytest_plugin import grade_with_pytest
+    results = grade_with_pytest(lab, submission, student=args.student,
+                                class_mode=args.class_mode,
+                                narrate=bool(args.verbose or args.class_mode))
     print(labs.report_text(lab, results))
     if args.json:
         labs.write_json(args.json, lab, results, submission)
@@ -224,6 +226,17 @@ def _positive(kind):
             raise argparse.ArgumentTypeError("%r is not a number above zero" % text)
         return value
     return parse
+
+
+def cmd_new_lab(args):
+    from redlab.labs import LABS_DIR
+    from redlab.newlab import new_lab
+    folder, test = new_lab(args.name, labs_dir=args.into or LABS_DIR, title=args.title,
+                           number=args.number)
+    print("wrote %s/ and %s" % (folder, test))
+    print("next: redlab run %s ; redlab grade %s --submission %s/reference ; pytest %s"
+          % (folder, folder, folder, test))
+    return 0
 
 
 def cmd_lab(args):
@@ -435,6 +448,15 @@ def build_parser():
                    "stopped and failed (default: the lab's GRADE_TIMEOUT, else %g)"
                    % STUDENT_TIMEOUT)
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("new-lab", help="scaffold a new lab: data, walk-through, checks, guides "
+                       "en+ja, starter, reference, broken, test (docs/writing-a-lab.md)")
+    p.add_argument("name", help="the lab's name, lower-case words joined by '-'")
+    p.add_argument("--title", help="its title (default: from the name)")
+    p.add_argument("--number", type=int, help="its number (default: the next free one)")
+    p.add_argument("--into", metavar="DIR",
+                   help="the folder of labs to add it to (default: the project's labs/)")
+    p.set_defaults(func=cmd_new_lab)
 
     p = sub.add_parser("lab", help="a lab's own command that needs no network "
                        "(e.g. `redlab lab 01 diff`)")

@@ -220,7 +220,7 @@ def staged(submission, limits=Limits()):
 
 
 def grade_submission(lab, submission, student=None, class_mode=False, out=None,
-                     limits=Limits()):
+                     limits=Limits(), run_folder=None):
     """Grade one submission as ``redlab grade NN`` does: on a copy, symlinks refused.
 
     A refused submission is graded as one FAIL named ``submission`` (a report like any
@@ -230,7 +230,8 @@ def grade_submission(lab, submission, student=None, class_mode=False, out=None,
     submission = Path(submission)
     try:
         with staged(submission, limits) as copy:
-            results = lab.grade(copy, out=out, student=student, class_mode=class_mode)
+            results = lab.grade(copy, out=out, student=student, class_mode=class_mode,
+                                run_folder=run_folder)
             return [_renamed(r, str(copy), str(submission)) for r in results]
     except SubmissionRefused as exc:
         return [failed("submission", str(exc))]

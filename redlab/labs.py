@@ -15,10 +15,14 @@ A lab folder ``labs/NN-slug/`` holds::
 
     def walkthrough(ctx):                      # builds the network from ctx.submission,
         ctx.say("...")                         # narrates what happens,
-        ctx.pause(net, "look at ...")          # opens the Mininet CLI here with --cli,
+        ctx.pause(net, STOPS["start"], vip=v)  # opens the Mininet CLI here with --cli,
         return {"time_to_recover": 1.2, ...}   # returns what it measured
 
     CHECKS = [check_a, check_b]                # each: check(ctx, measured) -> CheckResult
+    STOPS = {"start": Stop("what to look at", ["client1 curl -s http://%(vip)s/"])}
+
+A stop's commands are data so that a unit test can hold every one of them to what Mininet's
+CLI does with a line, and a lab test can type each as printed (``Context(type_hints=True)``).
 
 Static checks (reading the submission's files) can run without a network: a check
 that only needs files declares ``check.static = True`` and is run even when the
@@ -30,6 +34,7 @@ measures the lab, not the student: it declares ``check.scored = False`` and its 
 information (INFO in the reports), never counted.
 """
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -75,16 +80,63 @@ def info(result):
     return result
 
 
+def check_name(check):
+    """The one name a check reports under: its ``check_name`` attribute, else its
+    function's name without ``check_`` and with spaces (``check_catches_HTTP_500`` ->
+    ``catches HTTP 500``)."""
+    return getattr(check, "check_name", None) or \
+        check.__name__.replace("check_", "", 1).replace("_", " ")
+
+
 def scored(results):
     """The results that count towards the grade."""
     return [r for r in results if r.scored]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A stop in the Mininet CLI: what to look at, and the commands to try there.
+
+    Each command is one line typed at ``mininet>`` as printed.  Mininet's CLI runs
+    ``node rest`` on ``node`` but first replaces every word of ``rest`` that is a node's
+    name with that node's IP, so ``client1 curl ... ; client1 ip neigh`` runs
+    ``10.0.0.201 ip neigh``: one command per line, each starting with its node (or ``sh``,
+    or a lab verb).  ``%(name)s`` fields are filled from the walk-through's values."""
+    message: str
+    commands: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "commands", tuple(self.commands))
+
+    def fill(self, **values):
+        """This stop with its ``%(name)s`` fields replaced by ``values``."""
+        return Stop(self.message % values, tuple(c % values for c in self.commands))
+
+    def text(self):
+        """What the student reads: the message, then the commands one per line, each
+        ready to paste at ``mininet>`` (no prompt in front of it)."""
+        lines = [self.message]
+        if self.commands:
+            lines.append("type these at mininet>, one line at a time:")
+            lines += ["    %s" % command for command in self.commands]
+        return "\n>>> ".join(lines)
+
+
+def renamed_words(command, node_names):
+    """The words of a ``mininet>`` line that the CLI would replace with an IP address:
+    after the first word of a line that starts with a node (``CLI.default`` splits on
+    single spaces and replaces every word that is a node's name)."""
+    first, _, rest = command.partition(" ")
+    if first not in node_names:
+        return []                 # sh, a lab verb or a CLI command: passed on untouched
+    return [word for word in rest.split(" ") if word in node_names]
 
 
 class Context:
     """What a walk-through gets: the submission, a run folder, narration, CLI pauses."""
 
     def __init__(self, lab, submission, run_folder=None, cli=False, out=print, grading=False,
-                 cli_script=None, student=None, class_mode=False):
+                 cli_script=None, student=None, class_mode=False, type_hints=False):
         self.lab = lab
         self.grading = grading          # True under `redlab grade`: demonstrations may be skipped
         # the student's name (their folder's name in a class; None for one submission): a lab
@@ -94,7 +146,9 @@ class Context:
         self.class_mode = class_mode
         self.submission = Path(submission)
         self.run_folder = Path(run_folder) if run_folder else None
-        self.cli = cli or cli_script is not None
+        # tests: type each stop's own commands, as printed, before any of cli_script's
+        self.type_hints = type_hints
+        self.cli = cli or cli_script is not None or type_hints
         self._out = out
         # the lab's verbs: typed at a CLI pause (``mininet> rewire r1 r2``); a lab module's
         # VERBS need no network and also run as ``redlab lab NN VERB``
@@ -104,6 +158,9 @@ class Context:
         # tests: the commands typed at each pause, in order (a list of strings)
         self.cli_script = list(cli_script) if cli_script is not None else None
         self.pauses = 0
+        # tests: each stop as printed, and the file that holds what the CLI printed there
+        self.stops = []
+        self.transcripts = []
 
     def verb(self, name, function, usage):
         """Offer ``function(args)`` as a command at the CLI pauses from now on."""
@@ -132,17 +189,82 @@ class Context:
                               "submission/ folder" % (name, self.submission))
         return path
 
-    def pause(self, network, message):
-        """With --cli: drop into the Mininet CLI here (``exit`` continues the walk-through)."""
+    def pause(self, network, stop, **values):
+        """With --cli: drop into the Mininet CLI here (``exit`` continues the walk-through).
+
+        ``stop`` is a :class:`Stop` (or a message alone); ``values`` fill its fields."""
         if not self.cli:
             return
-        from mininet.cli import CLI
-        from mininet.log import lg, setLogLevel
+        stop = Stop(stop) if isinstance(stop, str) else stop.fill(**values)
         self.pauses += 1
+        self.stops.append(stop)
+        message = stop.text()
         if self.verbs:
             message += "\n>>> this lab's commands: " + "; ".join(
                 usage for _, usage in self.verbs.values())
         self.say("\n>>> %s\n>>> (Mininet CLI: type `exit` to continue the walk-through)" % message)
+        script = self._script(stop)
+        if script is None:
+            self._cli(network)
+            return
+        transcript = script.with_suffix(".out")
+        self.transcripts.append(transcript)
+        self._cli(network, script, transcript)
+
+    @contextlib.contextmanager
+    def stop_elsewhere(self, stop, **values):
+        """A stop whose CLI another part of redlab opens (lab 05's matrix: the drill's own
+        look-around CLI): printed like a pause; yields the file a test's commands are read
+        from (its output kept like a pause's), or None: the student's terminal."""
+        if not self.cli:
+            yield None
+            return
+        stop = stop.fill(**values)
+        self.pauses += 1
+        self.stops.append(stop)
+        self.say("\n>>> %s" % stop.text())
+        script = self._script(stop)
+        if script is None:
+            yield None
+            return
+        transcript = script.with_suffix(".out")
+        self.transcripts.append(transcript)
+        with self._transcript(transcript), open(script) as typed:
+            yield typed
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _transcript(path):
+        """Everything Mininet prints meanwhile also goes to ``path``."""
+        import logging
+        from mininet.log import lg
+        record = logging.FileHandler(path)
+        record.terminator = ""        # Mininet's output carries its own newlines
+        lg.addHandler(record)
+        try:
+            yield
+        finally:
+            lg.removeHandler(record)
+            record.close()
+
+    def _script(self, stop):
+        """Tests: the file of commands typed at this stop (None: a student at a terminal)."""
+        if self.cli_script is None and not self.type_hints:
+            return None
+        lines = list(stop.commands) if self.type_hints else []
+        if self.cli_script:
+            lines.append(self.cli_script.pop(0))
+        script = self.run_folder / ("cli-pause-%d.txt" % self.pauses)
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text("".join(line.rstrip("\n") + "\n" for line in lines if line))
+        return script
+
+    def _cli(self, network, script=None, transcript=None):
+        """Mininet's own CLI with this lab's verbs; a script's output also goes to
+        ``transcript`` (``sh`` included, which Mininet prints past its logger)."""
+        import subprocess
+        from mininet.cli import CLI
+        from mininet.log import LEVELS, lg, output, setLogLevel
         ctx = self
 
         def command(name):
@@ -150,20 +272,20 @@ class Context:
                 ctx.say(ctx.run_verb(name, line.split()).rstrip("\n"))
             do.__doc__ = self.verbs[name][1]
             return do
-        LabCLI = type("LabCLI", (CLI,), {"do_" + name: command(name) for name in self.verbs})
-        script = None
-        if self.cli_script is not None:
-            script = self.run_folder / ("cli-pause-%d.txt" % self.pauses)
-            script.parent.mkdir(parents=True, exist_ok=True)
-            script.write_text(self.cli_script.pop(0) if self.cli_script else "")
-        from mininet.log import LEVELS
+        methods = {"do_" + name: command(name) for name in self.verbs}
+        if script:
+            def do_sh(cli, line):     # as CLI.do_sh, but through the logger
+                output(subprocess.run(line, shell=True, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True).stdout)
+            methods["do_sh"] = do_sh
+        LabCLI = type("LabCLI", (CLI,), methods)
         before = next((n for n, v in LEVELS.items() if v == lg.level), "warning")
         propagate = lg.propagate
         setLogLevel("output")         # the harness runs Mininet quietly; the CLI must print
         lg.propagate = False          # (once: not again through the root logger)
         try:
             if script:                # a test's commands: no terminal to read from
-                with open(os.devnull) as devnull:
+                with open(os.devnull) as devnull, self._transcript(transcript):
                     LabCLI(getattr(network, "net", network), stdin=devnull, script=str(script))
             else:
                 LabCLI(getattr(network, "net", network))
@@ -214,9 +336,9 @@ class Lab:
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
     def walkthrough(self, submission=None, run_folder=None, cli=False, out=print,
-                    cli_script=None):
+                    cli_script=None, type_hints=False):
         ctx = Context(self, submission or self.submission, run_folder, cli, out,
-                      cli_script=cli_script)
+                      cli_script=cli_script, type_hints=type_hints)
         return ctx, self.module.walkthrough(ctx)
 
     def run_verb(self, name, args=(), submission=None):
@@ -246,7 +368,7 @@ class Lab:
                                   "the log)" % (type(exc).__name__, exc)))
             traceback.print_exc()
         for check in self.module.CHECKS:
-            name = check.__name__.replace("check_", "").replace("_", " ")
+            name = check_name(check)
             if measured is None and not getattr(check, "static", False):
                 result = failed(name, "not checked: the walk-through did not finish")
             else:
@@ -255,6 +377,9 @@ class Lab:
                 except Exception as exc:
                     result = failed(name, "the check itself failed: %s: %s"
                                     % (type(exc).__name__, exc))
+            # one name per check in every report (the pytest item's, the JUnit case's, the
+            # class summary's column): the one it is declared under
+            result.name = name
             # information whatever happened: every student is graded on the same checks
             results.append(info(result) if getattr(check, "scored", True) is False else result)
         return results
@@ -265,7 +390,11 @@ def all_labs():
 
 
 def find(name):
-    """A lab by number ("1", "01") or name ("cold-standby", "01-cold-standby")."""
+    """A lab by number ("1", "01"), name ("cold-standby", "01-cold-standby") or folder
+    (a lab being written: ``path/to/08-my-lab``, holding its ``lab.py``)."""
+    folder = Path(name)
+    if (folder / "lab.py").is_file():
+        return Lab(folder.resolve())
     for lab in all_labs():
         if name in (str(lab.number), "%02d" % lab.number, lab.slug, lab.name):
             return lab

@@ -211,12 +211,17 @@ def network(request, run_folder):
 
 @pytest.fixture
 def grade(run_folder):
-    """``grade(lab, submission)`` -> {check name: CheckResult}, run folders in the test's."""
+    """``grade(lab, submission)`` -> {check name: CheckResult}, run folders in the test's;
+    graded as ``redlab grade`` grades (a staged copy, through the pytest plugin)."""
     from redlab import labs
 
+    from redlab.pytest_plugin import grade_with_pytest
+
     def run(lab, submission):
+        # through the pytest plugin, as `redlab grade` and `pytest --lab` grade
         lab = labs.find(lab) if isinstance(lab, str) else lab
-        results = lab.grade(submission, run_folder=run_folder / Path(submission).name, out=print)
+        results = grade_with_pytest(lab, submission, narrate=True,
+                                    run_folder=run_folder / Path(submission).name)
         return {r.name: r for r in results}
     return run
 

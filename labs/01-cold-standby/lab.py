@@ -29,7 +29,7 @@ import yaml
 from redlab import addressing as ap
 from redlab.errors import ConfigError, RedlabError, WaitTimeout
 from redlab.faults import host_crash
-from redlab.labs import failed, passed
+from redlab.labs import Stop, failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
 from redlab.recorders import ArpCapture, NeighbourMonitor
@@ -44,6 +44,24 @@ ACTIVE, SPARE = "r1", "r2"
 RECOVERY_BOUND = 2.0       # s from the moment the cables moved
 WAIT_AFTER_REWIRE = 3.0    # how long the walk-through waits for the service to return
 NOTICE_FAILURES = 3        # failed requests in a row before the operator acts
+
+# the three --cli stops: what to look at and what to type there, one line at a time
+STOPS = {
+    "before": Stop("r1 routes, r2 waits (its ports are down and it has no address)", [
+        "r1 ip -br addr", "r2 ip -br link", "client1 curl -s http://%(server)s/",
+        "client1 ip neigh"]),
+    "dead": Stop("r1 is dead: client1's ARP entry for %(gateway)s still says r1's MAC; do the "
+                 "procedure yourself with `rewire r1 r2` (or exit and the walk-through does it)", [
+        "client1 ip neigh show %(gateway)s", "sh ovs-ofctl -O OpenFlow13 dump-ports-desc s1",
+        "rewire r1 r2"]),
+    "after": Stop("r2 in service; then when does r2 announce itself? (tcpdump prints what it "
+                  "captured when kill stops it)", [
+        "client1 ip neigh", "web1 ip neigh", "r2 ip route", "r2 ip -s link",
+        "client1 tcpdump -l -n -i client1-eth0 arp &",
+        "sh ip link set s1-eth2 down; ip link set s1-eth2 up",
+        "r2 ip link set r2-eth0 down; ip link set r2-eth0 up",
+        "client1 kill %%1"]),
+}
 PROBE_INTERVAL, PROBE_TIMEOUT = 0.05, 0.25
 
 IP_OBJECTS = {"addr", "address", "link", "route", "neigh", "rule"}
@@ -448,8 +466,7 @@ def walkthrough(ctx):
                 "has not loaded r2.conf." % ", ".join(p.name for p in cables(net, SPARE).values()))
         ctx.say("MACs on the client LAN: r1-eth0 %s, r2-eth0 %s (two boxes, two MACs)."
                 % (macs[ACTIVE]["eth0"], macs[SPARE]["eth0"]))
-        ctx.pause(net, "r1 routes, r2 waits: try `r1 ip -br addr`, `r2 ip -br link`, "
-                        "`client1 curl -s http://%s/`, `client1 ip neigh`" % server)
+        ctx.pause(net, STOPS["before"], server=server)
 
         probe = Probe(client, "http://%s/" % server, name="probe", interval=PROBE_INTERVAL,
                       timeout=PROBE_TIMEOUT, max_seconds=600 if ctx.cli else 30)
@@ -506,10 +523,7 @@ def walkthrough(ctx):
                     procedure["moved"].describe(), SPARE, SPARE)
 
             ctx.verb("rewire", do_rewire, "rewire r1 r2: move r1's cables to r2, r2 loads r2.conf")
-            ctx.pause(net, "r1 is dead: `client1 ip neigh show %s` still says r1's MAC; "
-                            "`sh ovs-ofctl -O OpenFlow13 dump-ports-desc s1` shows the ports; "
-                            "do the procedure yourself with `rewire r1 r2` (or exit and the "
-                            "walk-through does it)" % gateway)
+            ctx.pause(net, STOPS["dead"], gateway=gateway)
             m["rewired_by"] = "student at the CLI" if procedure else "walk-through"
             if not procedure:
                 do_rewire([ACTIVE, SPARE])
@@ -620,8 +634,7 @@ def walkthrough(ctx):
                 "gratuitous ARP(s) when r2's cable was pulled and plugged in again, %d when r2's "
                 "port was set down and up: arp_notify acts on a port coming up, not on a cable."
                 % (m["spare_arp_notify"], m["garp_on_replug"], m["garp_on_port_up"]))
-        ctx.pause(net, "r2 in service: `client1 ip neigh`, `web1 ip neigh`, `r2 ip route`, "
-                        "`r2 ip -s link`")
+        ctx.pause(net, STOPS["after"])
     return m
 
 

@@ -15,7 +15,7 @@ import time
 
 from redlab import addressing as ap
 from redlab.faults import daemon_stop, host_crash
-from redlab.labs import failed, passed
+from redlab.labs import Stop, failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
 from redlab.scenarios.vrrp_failover import arp_entry
@@ -26,6 +26,15 @@ TITLE = "Hot standby web server"
 TOPOLOGY = "topologies/vrrp_pair.py"
 MAX_RECOVERY = 10.0
 DEPLOY_TIMEOUT = 20.0     # s: a deploy.sh still running then is stopped
+
+# the --cli stops: what to look at and what to type there, one line at a time
+STOPS = {
+    "deployed": Stop("compare the two servers' pages after your deploy", [
+        "client1 curl -s http://%(active)s/", "client1 curl -s http://%(standby)s/"]),
+    "failed_over": Stop("web2 holds the VIP", ["web2 ip -4 addr", "client1 ip neigh"]),
+    "service_down": Stop("web1's nginx is stopped; its check fails", [
+        "web1 ip -4 addr", "web2 ip -4 addr", "client1 curl -s http://%(vip)s/"]),
+}
 
 
 def mac_in(entry):
@@ -65,8 +74,7 @@ def walkthrough(ctx):
         m["active_page"], m["standby_page"] = page(client, active), page(client, standby)
         ctx.say("  deploy.sh said: %s" % out.strip().replace("\n", " | "))
         ctx.say("  now web1 serves %r, web2 serves %r" % (m["active_page"], m["standby_page"]))
-        ctx.pause(net, "compare: client1 curl -s http://%s/ ; client1 curl -s http://%s/"
-                  % (active, standby))
+        ctx.pause(net, STOPS["deployed"], active=active, standby=standby)
 
         probe = Probe(client, "http://%s/" % vip, interval=0.05, max_seconds=30)
         with probe:
@@ -93,7 +101,7 @@ def walkthrough(ctx):
         ctx.say(timeline.summary())
         ctx.say("pages the client got after the failover: %s" % m["pages_after"])
         ctx.say("client1's ARP entry for the VIP now: %s" % m["arp_after"])
-        ctx.pause(net, "web2 holds the VIP: web2 ip -4 addr ; client1 ip neigh")
+        ctx.pause(net, STOPS["failed_over"])
     if not ctx.grading:             # a demonstration: grading skips it
         m["service_down"] = service_down(ctx)
     return m
@@ -177,8 +185,7 @@ def service_down(ctx):
                         "%.2f s" % r["time_to_detect"] if r["time_to_detect"] else "(never)",
                         "%.2f s" % r["time_to_recover"] if r["time_to_recover"] else "(never)",
                         r["served_after"], r["requests_lost"]))
-            ctx.pause(net, "web1's check fails: `web1 ip -4 addr`, `web2 ip -4 addr`, "
-                      "`client1 curl -s http://%s/`" % vip)
+            ctx.pause(net, STOPS["service_down"], vip=vip)
             fault.undo()
     ctx.say("   A dead web service on a live host is invisible to VRRP: failing over correctly "
             "needs a health check of the service itself (ヘルスチェック).")

@@ -25,7 +25,7 @@ from pathlib import Path
 from redlab import addressing as ap
 from redlab.errors import WaitTimeout
 from redlab.faults import daemon_stop, host_crash
-from redlab.labs import failed, passed
+from redlab.labs import Stop, failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
 from redlab.recorders import BROADCAST, MAC_RE, AddressMonitor, ArpCapture, NeighbourMonitor
@@ -36,6 +36,19 @@ TITLE = "DNS round robin + VIP takeover"
 TOPOLOGY = "topologies/vip_takeover.py"
 
 SCRIPT = "takeover.sh"
+
+# the four --cli stops: what to look at and what to type there, one line at a time
+STOPS = {
+    "start": Stop("VIP1 on web1, VIP2 on web2; dns1 hands out the three VIPs in turn", [
+        "client1 dig @%(dns)s www.lab.example +short", "web1 ip -4 addr", "client1 ip neigh",
+        "client1 curl -s http://%(vip)s/"]),
+    "nginx_down": Stop("web1's nginx is down; who has %(vip)s now?", [
+        "web2 ip -4 addr", "client1 ip neigh", "client1 curl -s http://%(vip)s/"]),
+    "crashed": Stop("web1 crashed. Who has %(vip)s? (arping -d exits 1 when two MACs answer)", [
+        "web2 ip -4 addr", "web3 ip -4 addr", "client1 arping -d -c 2 -i client1-eth0 %(vip)s"]),
+    "back": Stop("web1 is back. Who holds %(vip)s now? web1's script says what it waited for", [
+        "web1 ip -4 addr", "client1 ip neigh", "sh tail -n 5 %(log)s"]),
+}
 INTERVAL = 0.2             # the script's rounds of checks (s)
 CHECK_TIMEOUT = 0.3        # how long one curl may take (s)
 # The client keeps a confirmed ARP entry REACHABLE for a random 0.5-1.5 x this (30-90 s
@@ -360,8 +373,7 @@ class Walk:
             self.say("(client1 keeps a confirmed ARP entry REACHABLE for 30-90 s here: "
                      "base_reachable_time_ms=%d. Only a gratuitous ARP moves it sooner.)"
                      % CLIENT_BASE_REACHABLE_MS)
-            self.ctx.pause(self.net, "VIP1 on web1, VIP2 on web2. Try: web1 ip -4 addr; "
-                           "client1 ip neigh; client1 curl -s http://%s/" % v1)
+            self.ctx.pause(self.net, STOPS["start"], dns=ap.dns(1), vip=v1)
             self._fail_nginx(m, probe)
             self._return_nginx(m, probe)
         finally:
@@ -427,8 +439,7 @@ class Walk:
         self.say("  dns1 still answers %s: DNS does not know web1 is broken." %
                  " ".join(m["dns_during"]))
         self.say("  " + timeline.summary().replace("\n", "\n  "))
-        self.ctx.pause(self.net, "web1's nginx is down; who has %s now? Try: web2 ip -4 addr; "
-                       "client1 ip neigh; client1 curl -s http://%s/" % (v1, v1))
+        self.ctx.pause(self.net, STOPS["nginx_down"], vip=v1)
 
     def _return_nginx(self, m, probe):
         v1, mac1 = ap.vip(1), mac_of(1)
@@ -569,20 +580,19 @@ class Walk:
                                    ", ".join("%s x%d" % kv for kv in sorted(m["garps"].items()))))
         self.say("  client1 was served by: %s" % (" -> ".join(served) or "nobody"))
         self.say("  " + timeline.summary().replace("\n", "\n  "))
-        self.ctx.pause(self.net, "web1 crashed. Who has %s? Try: web2 ip -4 addr; web3 ip -4 "
-                       "addr; client1 arping -d -c 2 -I client1-eth0 %s" % (v1, v1))
+        self.ctx.pause(self.net, STOPS["crashed"], vip=v1)
 
     def _show_duplicate(self, m, holders):
         v1 = ap.vip(1)
         self.say("  TWO SERVERS HOLD %s: %s" % (v1, " and ".join(holders)))
         # RFC 5227 probe from a holder: sender 0.0.0.0, so only *another* host answers
         probe_from = holders[0]
-        out = self.net[probe_from].cmd("arping -0 -c 1 -C 1 -w 1 -I %s %s" % (intf(probe_from), v1))
+        out = self.net[probe_from].cmd("arping -0 -c 1 -C 1 -w 1 -i %s %s" % (intf(probe_from), v1))
         m["dad_from"] = probe_from
         m["dad_answers"] = sorted({who(mac) for mac in re.findall(MAC_RE, out)} - {probe_from})
         self.say("  duplicate address detection from %s (arping -0: who else answers for "
                  "%s?): %s" % (probe_from, v1, ", ".join(m["dad_answers"]) or "nobody"))
-        out = self.client.cmd("arping -d -c 1 -w 1 -I %s %s; echo exit=$?" % (
+        out = self.client.cmd("arping -d -c 1 -w 1 -i %s %s; echo exit=$?" % (
             intf(self.client.name), v1))
         m["arping_d_exit"] = int(re.search(r"exit=(\d+)", out).group(1))
         m["arping_d_answers"] = sorted({who(mac) for mac in re.findall(MAC_RE, out)}
@@ -626,9 +636,8 @@ class Walk:
             " + ".join(r["holders"]) or "nobody"))
         for line in r["owner_waiting_lines"]:
             self.say("    web1 log | %s" % line)
-        self.ctx.pause(self.net, "web1 is back. Who holds %s now? Try: web1 ip -4 addr; "
-                       "client1 ip neigh; look at web1/takeover/takeover.log in %s"
-                       % (v1, self.net.run.path))
+        self.ctx.pause(self.net, STOPS["back"], vip=v1,
+                       log=self.net.run.path / "web1" / "takeover" / "takeover.log")
         for d in m["duplicate_periods"]:
             self.say("  %s was on %s at once %s, from %s%s" % (
                 v1, " and ".join(d["hosts"]), lasting(d["seconds"]), after(d["after"], "the crash"),
@@ -754,13 +763,13 @@ def check_sends_gratuitous_arp(ctx, measured):
         return failed(name, "after web2 took VIP %s, client1 still had web1's MAC %s for it: "
                       "web2 did broadcast ARP for %s, but with sender address %s, which "
                       "announces %s, not the VIP. Debian's arping is Thomas Habets' arping: "
-                      "`arping -U -S %s -c 2 -I $INTF %s` makes the VIP the sender" % (
+                      "`arping -U -S %s -c 2 -i $INTF %s` makes the VIP the sender" % (
                           v1, mac_of(1), v1, two["wrong_sender"][0], two["wrong_sender"][0],
                           v1, v1), arp_moved_after_take=moved, wrong_sender=two["wrong_sender"])
     if moved is None or moved > GARP_WINDOW:
         return failed(name, "after web2 took VIP %s, client1 still had web1's MAC %s for it "
                       "%.0f s later: the takeover sent no gratuitous ARP (client1 received %d "
-                      "from web2; send one with `arping -U -S %s -c 2 -I $INTF %s` right after "
+                      "from web2; send one with `arping -U -S %s -c 2 -i $INTF %s` right after "
                       "`ip addr add`); without it client1 keeps sending to web1 until its ARP "
                       "entry ages out (30-90 s here)" % (
                           v1, mac_of(1), two.get("arp_watch", ARP_WATCH),

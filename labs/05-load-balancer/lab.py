@@ -19,7 +19,7 @@ from redlab import addressing as ap
 from redlab import faults
 from redlab.agent import ClientAgent
 from redlab.errors import RedlabError
-from redlab.labs import failed, passed
+from redlab.labs import Stop, failed, passed
 from redlab.lb import render_keepalived_lvs
 from redlab.lbctl import LBError
 from redlab.scenarios import health_matrix
@@ -37,6 +37,21 @@ REQUESTS = 12
 SCALE_MBIT = 4                 # each server's capacity in the scale-out step
 SCALE_FILES = 12               # parallel downloads: 4 per server with three, 3 with four
 SCALE_SIZE = 250_000           # bytes each: 4 x 2 Mbit at 4 Mbit/s = 2 s for three servers
+
+# the --cli stops: what to look at and what to type there, one line at a time
+STOPS = {
+    "matrix": Stop("after the five faults, the Mininet CLI on the matrix's network: hang web1's "
+                   "nginx yourself (all its processes: the master alone does not serve), see "
+                   "what HTTP and ICMP say from the director, then let it go", [
+        "web1 pkill -STOP -f nginx", "director curl -sS -m1 http://%(web1)s/",
+        "director ping -c 1 %(web1)s", "web1 pkill -CONT -f nginx",
+        "director curl -sS -m1 http://%(web1)s/"]),
+    "failures": Stop("web2 answers 500 and web3 hangs: who serves now? (`sudo redlab lb status` "
+                     "in another shell shows each server's health)", [
+        "client1 curl -s -m1 http://%(vip)s/", "client1 curl -s -m1 http://%(vip)s/"]),
+    "ipvs": Stop("the same service with keepalived and IPVS", [
+        "director ipvsadm -Ln", "client1 curl -s -m1 http://%(vip)s/"]),
+}
 
 
 def lab_servers_missing(service):
@@ -77,10 +92,8 @@ def part_a(ctx, m):
     ctx.say("\nPart A: the detection matrix (ICMP = L3, TCP connect = L4, HTTP GET = L7) on "
             "web1\n(the drill drills/detection-matrix.yaml: `redlab drill "
             "drills/detection-matrix.yaml` draws it as swimlanes)")
-    if ctx.cli:
-        ctx.say(">>> after the five faults, the Mininet CLI: try web1 kill -STOP $(pgrep -f "
-                "'nginx: master') ; director curl -m1 http://10.0.0.11/")
-    record = health_matrix.run(ctx.folder("matrix"), cli=ctx.cli, out=ctx.say)
+    with ctx.stop_elsewhere(STOPS["matrix"], web1=ap.web(1)) as typed:
+        record = health_matrix.run(ctx.folder("matrix"), cli=ctx.cli, out=ctx.say, stdin=typed)
     m["matrix"] = health_matrix.matrix(record)
     m["check_cost"] = check_cost(record)
     ctx.say(markdown(m["matrix"]))
@@ -135,8 +148,7 @@ def part_b(ctx, m, service):
                                      or "nothing"))
         ctx.say("  %d requests after the failures: %s" % (REQUESTS, tally(m["after"])))
         ctx.say(lab.status_text())
-        ctx.pause(lab.network, "redlab lb status (in another shell); client1 curl -s -m1 "
-                               "http://%s/" % service.vip)
+        ctx.pause(lab.network, STOPS["failures"], vip=service.vip)
         repair()
         if not ctx.grading:
             scale_out(ctx, m, lab, "web%d" % spare)
@@ -335,8 +347,7 @@ def part_c(ctx, m, service):
             % (service.health_check.type, window)))
         ctx.say("  %d requests: %s" % (REQUESTS, tally(after)))
         ctx.say("  director# ipvsadm -Ln\n" + lvs.ipvsadm())
-        ctx.pause(lvs.network, "director ipvsadm -Ln ; client1 curl -s -m1 http://%s/"
-                  % service.vip)
+        ctx.pause(lvs.network, STOPS["ipvs"], vip=service.vip)
         repair()
 
 

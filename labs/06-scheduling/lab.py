@@ -33,7 +33,7 @@ from controllers.schedulers import (CLASSIC, RealServer, dh_hashkey, make_schedu
 from redlab import addressing as ap
 from redlab.agent import ClientAgent
 from redlab.errors import ConfigError, RedlabError
-from redlab.labs import failed, passed
+from redlab.labs import Stop, failed, passed
 from redlab.lb import web_service
 from redlab.scenarios.lb import LoadBalancedService
 from redlab.wait import wait_until
@@ -57,6 +57,20 @@ READS_INACTIVE = ("lc", "wlc", "lblc", "lblcr")   # schedulers whose choice read
 SH_CLIENTS = 3                      # client addresses of the sh demonstration
 CAPACITY_MBIT = (12, 8, 4)          # part 4: the servers' link capacities, 3:2:1 like WEIGHTS
 CAPACITY_FILE = 500000              # part 4: bytes per download
+# the --cli stops: what to look at and what to type there, one line at a time
+STOPS = {
+    "rr": Stop("the service runs rr now: ask a few times (X-Served-By names the server); "
+               "`sudo redlab lb status` in a second shell shows the counters", [
+        "client1 curl -s -D- http://%(vip)s/", "client1 curl -s -D- http://%(vip)s/"]),
+    "sh": Stop("the chart is %(svg)s; the service runs sh now and client1 also has the "
+               "addresses %(sources)s: ask from one of them", [
+        "client1 curl -s --interface %(source)s -D- http://%(vip)s/"]),
+    "state": Stop("the %(name)s state is set up: `sudo redlab lb status` in a second shell "
+                  "shows its ActiveConn/InActConn; `exit` opens the %(picks)d new connections"),
+    "links": Stop("the links are shaped: web3's is the slowest; time a download a few times", [
+        "web3 tc class show dev web3-eth0",
+        "client1 curl -s -o /dev/null -w '%%{time_total}\\n' http://%(vip)s/big.bin"]),
+}
 CAPACITY_DOWNLOADS = 12             # part 4: downloads at the same time
 
 # where the course notes and the kernel part ways (controllers/schedulers.py docstrings)
@@ -545,9 +559,7 @@ def walkthrough(ctx):
         try:
             ctx.say("service up: VIP %s:%d, run folder %s"
                     % (service.vip, service.port, lab.network.run.path))
-            ctx.pause(lab.network, "the service runs rr now; try `client1 curl -s -D- "
-                  "http://%s/` a few times, and `sudo redlab lb status` in a second shell"
-                  % service.vip)
+            ctx.pause(lab.network, STOPS["rr"], vip=service.vip)
 
             # 1. the same load under the ten schedulers ---------------------------------
             ctx.say("\n1. The same load under each scheduler: %d new connections from client1, "
@@ -603,9 +615,8 @@ def walkthrough(ctx):
             for ip, served in got.items():
                 ctx.say("     from %-12s -> %s   (the hash says %s)"
                         % (ip, " ".join(served), sources[ip]))
-            ctx.pause(lab.network, "the chart is %s; the service runs sh now and client1 "
-                  "also has the addresses %s: try `client1 curl -s --interface %s -D- "
-                  "http://%s/`" % (svg, ", ".join(sources), next(iter(sources)), service.vip))
+            ctx.pause(lab.network, STOPS["sh"], svg=svg, sources=", ".join(sources),
+                      source=next(iter(sources)), vip=service.vip)
 
             # 3. the prediction task ----------------------------------------------------
             ctx.say("\n3. Your predictions, %s: each of its states (states.yaml) is made "
@@ -619,9 +630,7 @@ def walkthrough(ctx):
                 bench.make_state(state)
                 ctx.say("\n   state %s: %s" % (name, describe(state)))
                 if index == 0 and ctx.cli:
-                    ctx.pause(lab.network, "the %s state is set up: `sudo redlab lb status` "
-                          "shows its ActiveConn/InActConn; `exit` opens the %d new "
-                          "connections" % (name, state["picks"]))
+                    ctx.pause(lab.network, STOPS["state"], name=name, picks=state["picks"])
                     bench.check_state(state)                # what you did at the CLI is gone
                     bench.set_scheduler(state["lb_algo"])   # and the scheduler starts afresh
                 picked = bench.next_picks(state["picks"])
@@ -682,9 +691,7 @@ def capacity(ctx, size=CAPACITY_FILE, n=CAPACITY_DOWNLOADS):
                     "%s: %d files, last done after %.2f s" % (
                         name, result[algo][name]["files"], result[algo][name]["slowest"])
                     for name in SERVERS), max(r["slowest"] for r in result[algo].values())))
-            ctx.pause(lab.network, "the links are shaped: `web3 tc class show dev web3-eth0`; "
-                      "try `client1 curl -s -o /dev/null -w '%%{time_total}\\n' "
-                      "http://%s/big.bin` a few times" % service.vip)
+            ctx.pause(lab.network, STOPS["links"], vip=service.vip)
         finally:
             agent.stop()
     ctx.say("   rr gives every server the same number of files, so the small server (web3) "

@@ -34,7 +34,7 @@ from mininet.topo import Topo
 from redlab import addressing as ap
 from redlab.daemons import Keepalived, Nginx
 from redlab.errors import RedlabError, WaitTimeout
-from redlab.labs import failed, passed
+from redlab.labs import Stop, failed, passed
 from redlab.net import Network
 from redlab.probe import Probe, analyse
 from redlab.recorders import ArpCapture
@@ -47,6 +47,21 @@ TOPOLOGY = "topologies/vrrp_pair.py"
 
 SCRIPT = "move_vip.sh"
 SCRIPT_TIMEOUT = 10.0           # s: a script that hangs is stopped
+
+# the four --cli stops: what to look at and what to type there, one line at a time
+STOPS = {
+    "web1": Stop("web1 holds the VIP", [
+        "client1 ip neigh", "client1 curl -s %(vip)s",
+        "sh ovs-ofctl -O OpenFlow13 dump-flows s1"]),
+    "by_hand": Stop("web2 holds the VIP (moved without GARP); client1's entry says which MAC "
+                    "it still sends to", [
+        "web2 ip -4 -br addr", "client1 ip neigh",
+        "client1 timeout 10 ip -ts monitor neigh"]),
+    "script": Stop("web1 holds the VIP again (moved by %(script)s)", [
+        "web1 ip -4 -br addr", "client1 ip neigh"]),
+    "end": Stop("the end: web1 holds the VIP (keepalived MASTER, its GARPs dropped)", [
+        "client1 ip neigh", "client1 curl -s -m 1 %(vip)s", "client1 ping -c 3 %(vip)s"]),
+}
 GARP_DEADLINE = 1.0             # s: with a GARP the client's ARP entry follows within this
 PROBE_INTERVAL = 0.05
 PROBE_TIMEOUT = 0.3
@@ -310,8 +325,7 @@ def walkthrough(ctx):
             show.packets(capture.packets(t1), t1)
             show.neigh(client, "client1 learned web1's MAC for the VIP by ARP")
             show.flows("the switch learned every MAC; the VIP's packets go to web1's port")
-            ctx.pause(net, "web1 holds the VIP: try `client1 ip neigh`, `client1 curl -s %s`, "
-                  "`sh ovs-ofctl -O OpenFlow13 dump-flows s1`" % vip)
+            ctx.pause(net, STOPS["web1"], vip=vip)
 
             # -- 2. by hand, no GARP ---------------------------------------------------
             say("\n== 2. IP takeover by hand, web1 -> web2, without gratuitous ARP ==")
@@ -335,7 +349,7 @@ def walkthrough(ctx):
             by_hand["controller"] = show.events(t0)
             measured["by_hand_without_garp"] = by_hand
             measured["time_without_garp"] = by_hand["time_without_service"]
-            ctx.pause(net, "web2 holds the VIP (moved without GARP)")
+            ctx.pause(net, STOPS["by_hand"])
 
             # -- 3. move_vip.sh, back to web1 --------------------------------------------
             say("\n== 3. back to web1 with your %s (run in web1, the new holder) ==" % SCRIPT)
@@ -377,11 +391,11 @@ def walkthrough(ctx):
                     "that part 4 can go on" % SCRIPT)
                 web1.cmd("ip addr add %s dev %s" % (vip_cidr, w1))
                 web1.cmd("arping -q -U -c 1 -i %s -S %s %s" % (w1, vip, vip))
-            ctx.pause(net, "web1 holds the VIP again (moved by %s)" % SCRIPT)
+            ctx.pause(net, STOPS["script"], script=SCRIPT)
 
             # -- 4. keepalived --------------------------------------------------------
             measured.update(keepalived(ctx, net, show, capture, vip, vip_cidr, outage_bound))
-            ctx.pause(net, "the end: web1 holds the VIP (keepalived MASTER, its GARPs dropped)")
+            ctx.pause(net, STOPS["end"], vip=vip)
         measured["run_folder"] = str(net.run.path)
 
     measured["arguments_bench"] = arguments_bench(ctx, script)

@@ -24,15 +24,16 @@ EXPECTED = {
 }
 
 
-def run(run_folder, cli=False, out=None):
-    """Run the drill once; ``cli``: the Mininet CLI on its network after the faults.
+def run(run_folder, cli=False, out=None, stdin=None):
+    """Run the drill once; ``cli``: the Mininet CLI on its network after the faults
+    (reading ``stdin``, the terminal by default).
     Returns the run record (``matrix(record)`` reads it)."""
     from redlab.drill import gameday
     from redlab.drill.engine import run_drill
     from redlab.drill.schema import load_drill
     drill = load_drill(DRILL)
     if cli:
-        return gameday.run_with_cli(drill, run_folder=run_folder, out=out or print)
+        return gameday.run_with_cli(drill, run_folder=run_folder, stdin=stdin, out=out or print)
     return run_drill(drill, run_folder=run_folder)
 
 

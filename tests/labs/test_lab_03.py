@@ -118,6 +118,19 @@ def test_a_bad_dns_yaml_is_refused_naming_the_field(tmp_path, text, words):
     assert not result.passed and words in result.reason, result.reason
 
 
+def test_the_time_scaling_cannot_be_misread():
+    """1 s in the lab stands for 1 minute: the starter's ttl 300 is five hours, and the
+    starter, the guide and the grade say so (not 'five minutes')."""
+    real_time = LAB.module.real_time
+    assert [real_time(t) for t in (1, 4, 300, 86400)] == [
+        "1 minute", "4 minutes", "5 hours", "60 days"]
+    starter = (LAB.folder / "submission" / "dns.yaml").read_text()
+    assert "ttl: 300" in starter and "five hours" in starter and "LAB seconds" in starter
+    assert "**five hours**" in (LAB.folder / "guide.en.md").read_text()
+    result = LAB.module.check_dns_yaml_is_valid(labs.Context(LAB, LAB.folder / "submission"), {})
+    assert "ttl 300 s (lab seconds: 5 hours of a real service)" in result.reason, result.reason
+
+
 def test_the_guides_cli_commands_show_squids_cache(run_folder):
     """`redlab run 03 --cli`, first stop: the guide's commands, typed at mininet> (their
     output saved to files, to be read here)."""

@@ -100,8 +100,9 @@ def test_no_garp_fails_only_the_garp_check_with_the_reason(grade, run_folder):
     assert "three" not in m["details"]                  # part 2 waits until part 1 passes
 
 
-def test_the_notes_arping_command_with_debians_arping_announces_the_wrong_address(grade):
-    """`arping -U -c 2 -I intf VIP` is iputils syntax; Habets' arping sends "tell <own IP>"."""
+def test_iputils_arping_command_with_debians_arping_announces_the_wrong_address(grade):
+    """`arping -U -c 2 -I intf VIP` is iputils syntax (arping(8), not the course notes');
+    Habets' arping sends "tell <own IP>"."""
     results = grade(LAB, LAB.folder / "broken" / "garp-wrong-source")
     garp = results["sends gratuitous arp"]
     assert not garp.passed

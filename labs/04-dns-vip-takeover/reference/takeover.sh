@@ -39,14 +39,14 @@ holds() {
 }
 
 answered_by() {                     # who else answers ARP for $1 (probe from 0.0.0.0)
-    arping -0 -c 1 -C 1 -w 0.5 -I "$INTF" "$1" 2>/dev/null | grep -o -m 1 -E '([0-9a-f]{2}:){5}[0-9a-f]{2}'
+    arping -0 -c 1 -C 1 -w 0.5 -i "$INTF" "$1" 2>/dev/null | grep -o -m 1 -E '([0-9a-f]{2}:){5}[0-9a-f]{2}'
 }
 
 take() {                            # add the VIP, then tell the LAN (GARP x2, in the background)
     ip addr add "$1/$PREFIX" dev "$INTF" || return
     # Debian's arping is Thomas Habets' arping: -S makes the VIP the sender address
     # ("who-has VIP tell VIP"); iputils' arping does that by itself with -U
-    arping -U -S "$1" -c 2 -I "$INTF" "$1" >/dev/null 2>&1 &
+    arping -U -S "$1" -c 2 -i "$INTF" "$1" >/dev/null 2>&1 &
 }
 
 release() {

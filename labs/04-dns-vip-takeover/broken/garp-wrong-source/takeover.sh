@@ -1,6 +1,7 @@
 #!/bin/bash
 # takeover.sh -- VIP takeover for DNS round robin; broken case garp-wrong-source:
-# the notes' iputils command, run with Debian's (Thomas Habets') arping.
+# iputils' GARP command (arping(8), common in takeover scripts; not in the course notes), run
+# with Debian's (Thomas Habets') arping.
 #
 # Runs inside every web server.  The lab starts it with these variables:
 #   SELF        this server's name (web1)            INTF   the interface (web1-eth0)
@@ -40,12 +41,12 @@ holds() {
 }
 
 answered_by() {                     # who else answers ARP for $1 (probe from 0.0.0.0)
-    arping -0 -c 1 -C 1 -w 0.5 -I "$INTF" "$1" 2>/dev/null | grep -o -m 1 -E '([0-9a-f]{2}:){5}[0-9a-f]{2}'
+    arping -0 -c 1 -C 1 -w 0.5 -i "$INTF" "$1" 2>/dev/null | grep -o -m 1 -E '([0-9a-f]{2}:){5}[0-9a-f]{2}'
 }
 
 take() {                            # add the VIP, then tell the LAN (GARP x2, in the background)
     ip addr add "$1/$PREFIX" dev "$INTF" || return
-    arping -U -c 2 -I "$INTF" "$1" >/dev/null 2>&1 &      # as in the notes
+    arping -U -c 2 -I "$INTF" "$1" >/dev/null 2>&1 &      # iputils syntax (arping(8)), not Habets'
 }
 
 release() {

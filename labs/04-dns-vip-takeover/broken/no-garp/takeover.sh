@@ -39,7 +39,7 @@ holds() {
 }
 
 answered_by() {                     # who else answers ARP for $1 (probe from 0.0.0.0)
-    arping -0 -c 1 -C 1 -w 0.5 -I "$INTF" "$1" 2>/dev/null | grep -o -m 1 -E '([0-9a-f]{2}:){5}[0-9a-f]{2}'
+    arping -0 -c 1 -C 1 -w 0.5 -i "$INTF" "$1" 2>/dev/null | grep -o -m 1 -E '([0-9a-f]{2}:){5}[0-9a-f]{2}'
 }
 
 take() {                            # add the VIP
