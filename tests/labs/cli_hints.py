@@ -12,7 +12,7 @@ FENCED = re.compile(r"(?ms)^```.*?^```")
 SPAN = re.compile(r"`([^`\n]+)`")
 WORD = re.compile(r"^[a-z][\w.-]*$")        # a program's name (not `/`, `-n` or `…`)
 # what a failed command prints at mininet>: bash, Mininet's CLI, a missing file
-FAILURES = ("command not found", "Unknown command", "Please enter a command",
+FAILURES = ("command not found", "Unknown command", "Please enter a command", "no such job",
             "No such file or directory", "No such device", "Usage:", "usage:")
 
 
