@@ -20,10 +20,12 @@ class Fault:
         self.description = description
         self.at = time.time()
         self._undo = undo
-        self.undone_at = None
+        self.undo_began = None      # when the undo was started (its effect can come any time after)
+        self.undone_at = None       # when it returned
 
     def undo(self):
         if self.undone_at is None:
+            self.undo_began = time.time()
             self._undo()
             self.undone_at = time.time()
         return self

@@ -219,3 +219,17 @@ def test_a_command_leaves_nothing_behind_and_a_slow_one_is_killed(tmp_path):
     assert [r["status"] for r in slow.results] == [None, 0]
     assert (tmp_path / "here" / "commands" / "slow.undo.txt").read_text().startswith(
         "$ echo undone\nundone\nexited 0")
+
+
+def test_an_undo_is_marked_when_it_began_not_when_it_returned():
+    """A probe can see an undo's effect before the undo returns: a step's mark is
+    ``undo_began`` (redlab.drill.engine), not ``undone_at``."""
+    from redlab.faults import Fault
+    seen = []
+    fault = Fault("slow undo", lambda: (seen.append(time.time()), time.sleep(0.05)))
+    fault.undo()
+    assert fault.undo_began <= seen[0] < fault.undone_at
+    assert fault.undone_at - fault.undo_began >= 0.05
+    began = fault.undo_began
+    fault.undo()                               # once only
+    assert fault.undo_began == began and len(seen) == 1
