@@ -376,14 +376,12 @@ class Runner:
                 return time.time()
             fault.undo()
             self.undone[of] = fault.undone_at
-            # the step's mark is when the undo began, as a fault's is when it began: a
-            # probe request can see the undo's effect before it returns (seen: web1 served
-            # 3 ms before the mark of the step that put it back, which a "not served by web1
-            # until back" expectation then counted against the drain)
-            self.marks[key] = fault.undo_began
-            self._event(fault.undo_began, "step", "mark", "undo %s" % actions.describe(
+            # the step's mark is when the undo returned (a restarted controller has its
+            # switch again); fault.undo_began says when its effect could first be seen
+            self.marks[key] = fault.undone_at
+            self._event(fault.undone_at, "step", "mark", "undo %s" % actions.describe(
                 self._entry(of)))
-            return fault.undo_began
+            return fault.undone_at
         # the fault's mark is when it began: a probe request can fail while the fault is
         # still being done (seen: a request at +4 ms failed before host_crash returned)
         began = time.time()

@@ -221,9 +221,9 @@ def test_a_command_leaves_nothing_behind_and_a_slow_one_is_killed(tmp_path):
         "$ echo undone\nundone\nexited 0")
 
 
-def test_an_undo_is_marked_when_it_began_not_when_it_returned():
-    """A probe can see an undo's effect before the undo returns: a step's mark is
-    ``undo_began`` (redlab.drill.engine), not ``undone_at``."""
+def test_an_undo_says_when_it_began_and_when_it_returned():
+    """A probe can see an undo's effect before the undo returns (``undo_began``); a drill
+    step's mark is when it returned (``undone_at``: a restarted controller has its switch)."""
     from redlab.faults import Fault
     seen = []
     fault = Fault("slow undo", lambda: (seen.append(time.time()), time.sleep(0.05)))
