@@ -2,9 +2,13 @@
 
 ::
 
-    pytest --lab 02 --submission ~/class/alice            # one student, pytest's reporting
-    pytest --lab 02 --submission DIR --junitxml=alice.xml -k "GARP or VIP"
-    pytest --lab path/to/labs/08-my-lab                   # a lab being written (its submission/)
+    pytest --lab=02 --submission=$HOME/class/alice        # one student, pytest's reporting
+    pytest --lab=02 --submission=DIR --junitxml=alice.xml -k "GARP or VIP"
+    pytest --lab=path/to/labs/08-my-lab                   # a lab being written (its submission/)
+
+The options take their value in the same word (``--submission=DIR``): pytest reads a
+pytest.ini or conftest.py found along any separate path on its command line before it
+knows these options, and a submission's are the student's code.
 
 The plugin is registered with pytest when redlab is installed (entry point ``pytest11``);
 without ``--lab`` it does nothing.  With it, the session collects the lab's checks only
@@ -91,6 +95,25 @@ class Grading:
         extra = results[:len(results) - checks]
         stopped = next((r for r in extra if not r.passed), None)
         return results[len(results) - checks + index], stopped
+
+
+PATH_OPTIONS = ("--lab", "--submission", "--run-folder")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """Refuse ``--submission DIR`` written as two words, before any conftest loads.
+
+    pytest chooses its ini file and its first conftest.py files from the command line's
+    paths before it knows these options: a separate ``DIR`` counts as a test path, so a
+    submission's own pytest.ini and conftest.py (the student's code, run by the grader)
+    would be read.  ``--submission=DIR`` is one word and is not.
+    """
+    for option in PATH_OPTIONS:
+        if option in args:
+            raise pytest.UsageError(
+                "write %s=VALUE as one word (pytest would read a pytest.ini or conftest.py "
+                "in a separate path as its own, the student's code included)" % option)
 
 
 def pytest_configure(config):
@@ -201,8 +224,8 @@ def grade_with_pytest(lab, submission, student=None, class_mode=False, narrate=F
     from redlab.errors import RedlabError
     args = ["-c", str(GRADE_INI), "--rootdir", str(lab.folder), "--confcutdir",
             str(lab.folder), "-q", "--no-header",
-            "-p", "no:cacheprovider", "--lab", str(lab.folder),
-            "--submission", str(submission)]
+            "-p", "no:cacheprovider", "--lab=%s" % lab.folder,
+            "--submission=%s" % submission]
     if student is not None:
         args.append("--student=" + student)
     if class_mode:

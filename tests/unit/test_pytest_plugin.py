@@ -71,8 +71,8 @@ def submission(tmp_path, answer=None, symlink=False):
 
 def pytest_lab(tmp_path, lab, sub, *extra):
     junit = tmp_path / "junit.xml"
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--lab",
-                          str(lab), "--submission", str(sub), "--junitxml", str(junit)]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                          "--lab=%s" % lab, "--submission=%s" % sub, "--junitxml", str(junit)]
                          + list(extra), cwd=tmp_path, capture_output=True, text=True)
     cases = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
@@ -164,11 +164,12 @@ def test_k_selects_checks_by_name(tmp_path, lab):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--lab", "no-such-lab"], "unknown lab 'no-such-lab'"),
-    (["--lab", "LAB", "--submission", "/nonexistent"], "--submission /nonexistent is not a folder"),
+    (["--lab=no-such-lab"], "unknown lab 'no-such-lab'"),
+    (["--lab=LAB", "--submission=/nonexistent"], "--submission /nonexistent is not a folder"),
+    (["--lab=LAB", "--submission", "/nonexistent"], "write --submission=VALUE as one word"),
 ])
 def test_bad_options_are_one_sentence(tmp_path, lab, args, words):
-    args = [str(lab) if a == "LAB" else a for a in args]
+    args = [a.replace("LAB", str(lab)) for a in args]
     run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"] + args,
                          cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 4 and words in run.stderr, (run.stdout, run.stderr)
@@ -181,3 +182,22 @@ def test_without_lab_the_plugin_does_nothing(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0 and "1 passed" in run.stdout
     assert "redlab grade" not in run.stdout
+
+
+def test_a_submission_cannot_bring_its_own_pytest_hooks(tmp_path, lab):
+    """A student's conftest.py or pytest.ini (hooks that would pass every check) is never
+    loaded: the session collects the lab's lab.py only, and the submission is graded from a
+    copy elsewhere."""
+    sub = submission(tmp_path, "41")
+    marker = tmp_path / "conftest-ran"
+    (sub / "conftest.py").write_text(
+        "import pathlib\npathlib.Path(%r).write_text('x')\n"
+        "import pytest\n@pytest.hookimpl(hookwrapper=True)\n"
+        "def pytest_runtest_makereport(item, call):\n"
+        "    outcome = yield\n    outcome.get_result().outcome = 'passed'\n" % str(marker))
+    (sub / "pytest.ini").write_text("[pytest]\naddopts = -p no:redlab\n")
+    run, cases = pytest_lab(tmp_path, lab, sub)
+    assert not cases["answer is 42"]["ok"] and run.returncode == 1
+    grade, checks = redlab_grade(tmp_path, lab, sub)
+    assert grade.returncode == 1 and not checks["answer is 42"]["passed"]
+    assert not marker.exists()
