@@ -231,7 +231,7 @@ def grade_with_pytest(lab, submission, student=None, class_mode=False, narrate=F
     if class_mode:
         args.append("--class-mode")
     if run_folder is not None:
-        args += ["--run-folder", str(run_folder)]
+        args.append("--run-folder=%s" % run_folder)
     if narrate:
         args += ["--narrate", "-s"]
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
