@@ -33,6 +33,7 @@ The end of the session prints the same report as ``redlab grade``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -237,27 +238,11 @@ def grade_with_pytest(lab, submission, student=None, class_mode=False, narrate=F
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         args += ["-p", "redlab.pytest_plugin"]
     taker = _Results()
-    with open(os.devnull, "w") as quiet, _stdout_to(None if narrate else quiet):
+    with open(os.devnull, "w") as quiet, \
+            (contextlib.nullcontext() if narrate else contextlib.redirect_stdout(quiet)):
         code = pytest.main(args, plugins=[taker])
     if taker.grading is None or taker.grading.results is None:
         raise RedlabError("pytest could not grade lab %02d (exit status %s); run "
                           "`pytest --lab %02d --submission %s` to see why"
                           % (lab.number, code, lab.number, submission))
     return taker.grading.results
-
-
-class _stdout_to:
-    """Send pytest's own progress output elsewhere (None: leave it)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def __enter__(self):
-        import sys
-        self.saved = sys.stdout
-        if self.stream is not None:
-            sys.stdout = self.stream
-
-    def __exit__(self, *exc):
-        import sys
-        sys.stdout = self.saved
