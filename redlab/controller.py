@@ -15,7 +15,7 @@ import time
 
 from redlab.errors import RedlabError
 from redlab.runs import state_dir
-from redlab.wait import wait_until
+from redlab.wait import startup, wait_until
 
 L2_SWITCH = "controllers.l2switch"
 
@@ -73,7 +73,7 @@ class ControllerProcess:
                                   "its output: %s" % (" ".join(self.apps), self.proc.returncode,
                                                       self.output_tail()))
             return listening(self.host, self.port), "port %d not listening yet" % self.port
-        wait_until(up, self.start_timeout, "the controller to listen on %s:%d" % (self.host, self.port))
+        wait_until(up, startup(self.start_timeout), "the controller to listen on %s:%d" % (self.host, self.port))
         return self
 
     @property

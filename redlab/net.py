@@ -35,7 +35,7 @@ from redlab.evidence import collect_evidence
 from redlab.nodes import RedlabHost, netns_of, pids_in_netns
 from redlab.runs import NetworkLock, Run, owner_alive, registered_runs
 from redlab.system import choose_datapath, preflight
-from redlab.wait import wait_until
+from redlab.wait import startup, wait_until
 
 log = logging.getLogger("redlab")
 
@@ -307,7 +307,7 @@ class Network:
         if not self.controller:
             return
         for switch in self.net.switches:
-            wait_until(lambda s=switch: self._switch_ready(s), self.connect_timeout,
+            wait_until(lambda s=switch: self._switch_ready(s), startup(self.connect_timeout),
                        "switch %s to connect to the controller and get its table-miss flow"
                        % switch.name)
 

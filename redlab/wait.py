@@ -5,9 +5,23 @@ it raises :class:`WaitTimeout` saying what was expected and what was last seen
 (Mininet ``waitConnected``, Faucet ``wait_until_matching_flow``, netlab ``validate``).
 """
 
+import os
 import time
 
 from redlab.errors import WaitTimeout
+
+
+def startup(seconds):
+    """A start-up deadline (a daemon ready, a switch connected), times
+    ``REDLAB_STARTUP_SCALE`` (default 1): on an emulated machine (the stock-kernel guest of
+    ``scripts/ipvs-vm`` runs under qemu's TCG, about ten times slower) things start
+    slower, and the condition is still waited for, never assumed.  Only start-up waits
+    scale: a bound a lab or a test measures against does not."""
+    try:
+        scale = float(os.environ.get("REDLAB_STARTUP_SCALE", "1"))
+    except ValueError:
+        scale = 1.0
+    return seconds * max(1.0, scale)
 
 
 def wait_until(probe, timeout, expected, interval=0.05, clock=time.monotonic, sleep=time.sleep):

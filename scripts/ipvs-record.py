@@ -319,12 +319,12 @@ LAB06_FILE = "kernel-picks.json"
 LAB06_OUT = "labs/06-scheduling"
 LAB06_ABOUT = [
     "The real kernel IPVS's pick for every connection of lab 06's load (labs/06-scheduling/"
-    "lab.py LOAD, weights, servers), under each of its ten schedulers; the lab's '= kernel' "
+    "lab.yaml: load, weights, servers), under each of its ten schedulers; the lab's '= kernel' "
     "column compares the controller's order with 'order' here, and tests/unit/"
     "test_lab06_kernel.py replays every pick through controllers/schedulers.py.",
     "Recorded by `sudo make ipvs-record-lab06` (scripts/ipvs-record.py --lab06, run in the "
     "stock Debian kernel guest of scripts/ipvs-vm; also part of `make ipvs-record`).  "
-    "Re-record it after changing the lab's LOAD, WEIGHTS or servers: the lab refuses a "
+    "Re-record it after changing the load, weights or servers in lab.yaml: the lab refuses a "
     "recording made for another load.",
     "Per scheduler: one new IPVS service (created with rr, the servers added, then switched "
     "with ipvsadm -E -s like the lab's set_scheduler), the lab's client address and VIP "

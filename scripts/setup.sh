@@ -87,4 +87,16 @@ else
             "redlab's own networks do not need it"
     fi
 fi
+# The notes' IPVS section needs the kernel's ip_vs.  Where this kernel has none (a
+# container, a custom kernel), the tests of it run in a stock Debian kernel booted by
+# scripts/ipvs-vm (tests/network/test_ipvs_guest.py): qemu, busybox and that kernel are
+# fetched here, once.  REDLAB_NO_IPVS_VM=1 skips it (those tests then say why they skip).
+if modprobe -n ip_vs >/dev/null 2>&1 || [ -d /proc/net/ip_vs ] || grep -qw ip_vs /proc/modules 2>/dev/null; then
+    say "IPVS: this kernel has ip_vs"
+elif [ "${REDLAB_NO_IPVS_VM:-}" = 1 ]; then
+    say "IPVS: this kernel has no ip_vs; the stock-kernel guest is not prepared (REDLAB_NO_IPVS_VM=1)"
+else
+    say "IPVS: this kernel has no ip_vs; preparing the stock-kernel guest (scripts/ipvs-vm --prepare)"
+    scripts/ipvs-vm --prepare >/dev/null
+fi
 say "ready: $VENV/bin/redlab doctor"

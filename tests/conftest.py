@@ -53,6 +53,9 @@ def pytest_collection_modifyitems(config, items):
         path = str(item.fspath).replace(os.sep, "/")
         if "tests/network" in path or "tests/labs" in path:
             item.add_marker(pytest.mark.network)
+    # a long test that mostly waits for something else (the stock-kernel guest) starts
+    # first, so that it overlaps the rest of the suite instead of ending it
+    items.sort(key=lambda item: item.get_closest_marker("early") is None)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

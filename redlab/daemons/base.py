@@ -16,7 +16,7 @@ import jinja2
 
 from redlab.errors import ConfigError, DaemonError
 from redlab.system import require_binary
-from redlab.wait import wait_until
+from redlab.wait import startup, wait_until
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("redlab", "templates"),
@@ -125,7 +125,7 @@ class Daemon:
                                     stdin=subprocess.DEVNULL)
         self.node.run.record_process(self.proc.pid, self.where)
         try:
-            wait_until(self._ready_or_died, self.ready_timeout, "%s to be ready" % self.where)
+            wait_until(self._ready_or_died, startup(self.ready_timeout), "%s to be ready" % self.where)
         except Exception:
             self.stop()
             raise

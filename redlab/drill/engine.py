@@ -155,6 +155,7 @@ class Runner:
         self.t0 = None
         self.events = []
         self.marks = {}
+        self.began = {}             # step id -> when its undo began (its mark: when it returned)
         self.undone = {}
         self.faults = {}            # id -> Fault still in place
         self.crashed = []           # (host, t) of host crashes
@@ -376,6 +377,7 @@ class Runner:
                 return time.time()
             fault.undo()
             self.undone[of] = fault.undone_at
+            self.began[key] = fault.undo_began
             # the step's mark is when the undo returned (a restarted controller has its
             # switch again); fault.undo_began says when its effect could first be seen
             self.marks[key] = fault.undone_at
@@ -487,6 +489,7 @@ class Runner:
             probe_interval={p["name"]: p["interval"] for p in self.drill["probes"]},
             end=rel(getattr(self, "end", time.time())),
             undone={k: rel(t) for k, t in self.undone.items()},
+            began={k: rel(t) for k, t in self.began.items()},
             holders=self._holders(rel), arp=self._arp_entries(rel), macs=self._macs(),
             ips={h.name: h.IP() for h in self.net.hosts},
             masters=[(rel(t), host) for host, d in self.keepalived().items()

@@ -30,9 +30,10 @@ class Observations:
     record samples (``t``, ``ok``, ``served_by``, ``error``...); ``holders``: VIP ->
     ``[(t, frozenset of hosts)]``, the VIP's holders from t on; ``arp``: ``(client, vip)``
     -> ``[(t, mac or None)]``; ``macs``: host -> MAC; ``masters``: ``[(t, host)]`` of
-    VRRP MASTER transitions; ``health``: ``[(t, server, "up"|"down")]`` of the load
-    balancer's health checks; ``ips``: host -> IPv4 address; ``end``: when recording
-    stopped.
+    VRRP MASTER transitions; ``began``: step id -> when its undo began (its mark is when
+    the undo returned; its effect can be seen from when it began); ``health``:
+    ``[(t, server, "up"|"down")]`` of the load balancer's health checks; ``ips``: host ->
+    IPv4 address; ``end``: when recording stopped.
     """
     marks: dict
     entries: dict
@@ -40,6 +41,7 @@ class Observations:
     probe_interval: dict
     end: float
     undone: dict = field(default_factory=dict)
+    began: dict = field(default_factory=dict)
     holders: dict = field(default_factory=dict)
     arp: dict = field(default_factory=dict)
     macs: dict = field(default_factory=dict)
@@ -128,7 +130,10 @@ def evaluate_one(item, obs):
         if obs.marks.get(last) is None:
             return _result(name, False, None, None, "timeline entry %s never happened, so "
                                                     "the window has no end" % last)
-        start, end = obs.marks[first], obs.marks[last]
+        # until TO began: an undo (undrain, a daemon started again) can take effect
+        # before it returns, and what it lets happen then is not the window's
+        start, end = obs.marks[first], obs.began.get(last)
+        end = obs.marks[last] if end is None else end
     else:
         if obs.marks.get(item["after"]) is None:
             return _result(name, False, None, None, _never(obs, item["after"]))

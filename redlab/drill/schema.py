@@ -57,7 +57,8 @@ The fields:
     Each is undone at the end; ``step: undo, of: ID`` undoes one earlier.
 ``expect``
     each ``after`` a timeline entry (judged only once that entry happened) or
-    ``during: [FROM, TO]``: ``recover_within`` seconds, at most ``max_lost`` requests,
+    ``during: [FROM, TO]`` (from FROM's mark until TO began: a step's undo can take effect
+    before it returns): ``recover_within`` seconds, at most ``max_lost`` requests,
     ``served_by`` a host (from some time on, every answer
     came from it), ``not_served_by`` a host (from some time on, no answer named it: a dead
     server left the pool, or its address left the DNS answers), ``vip_held_by_one`` of some hosts (no split brain), a client's

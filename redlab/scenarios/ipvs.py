@@ -29,7 +29,7 @@ from redlab.lb import load, prepare_dr
 from redlab.net import Network
 from redlab.scenarios.lb import http_get
 from redlab.system import ipvs_missing_reason, kernel_has_ipvs, require_binary
-from redlab.wait import wait_until
+from redlab.wait import startup, wait_until
 
 _REAL = re.compile(r"^\s+->\s+(\d+\.\d+\.\d+\.\d+):(\d+)\s+(\w+)\s+(\d+)\s+(\d+)\s+(\d+)")
 
@@ -75,7 +75,7 @@ class IpvsService:
             self.keepalived = net["director"].start_daemon(
                 KeepalivedLvs(net["director"], self.service))
             n = len(self.service.real_servers)
-            wait_until(lambda: (len(self.servers()) == n, self.ipvsadm()), 15,
+            wait_until(lambda: (len(self.servers()) == n, self.ipvsadm()), startup(15),
                        "keepalived's first checks to put all %d real servers in IPVS" % n)
         except BaseException:
             net.stop()

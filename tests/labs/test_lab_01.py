@@ -14,6 +14,7 @@ import yaml
 from redlab import addressing as ap
 from redlab import labs
 from redlab.errors import ConfigError
+from redlab.scenarios import cold_standby as cs
 
 LAB = labs.find("01")
 GATEWAY = ap.router(ap.CLIENTS)
@@ -49,7 +50,7 @@ def test_reference_passes_and_the_walkthrough_measures_the_rewire(grade, capsys)
     time_to_recover = results["service returns after rewire"].measured["time_to_recover"]
     assert abs(float(back.group(1)) - time_to_recover) < 0.01
     # GARP, not ARP aging: back well within the bound, far below the 15 s an entry stays REACHABLE
-    assert 0 < time_to_recover <= LAB.module.RECOVERY_BOUND
+    assert 0 < time_to_recover <= LAB.module.DATA["recovery_bound"]
     refreshed = re.search(r"refreshed (\d+\.\d+) s after the cables moved", out)
     assert refreshed and float(refreshed.group(1)) <= time_to_recover, out
     aging = re.search(r"i\.e\. (\d+)-(\d+) s after its last answer", out)
@@ -60,16 +61,46 @@ def test_reference_passes_and_the_walkthrough_measures_the_rewire(grade, capsys)
                      r"\d+\.\d+ s after the cables moved", out), out[-1500:]
     assert "r2 carried 0 packets until the rewire" in \
         results["spare was unplugged before the failure"].reason
+    # the notes' three steps of redundancy, each seen happen with what this run measured
+    steps = re.search(
+        r"== the three steps of redundancy, measured ==\n"
+        r"  1\. the failure: r1 died at t=0; client1's requests failed from t=(\d+\.\d+) s: "
+        r"(\d+) of (\d+) sent until the cables moved failed\n"
+        r"  2\. the spare: what r2 runs against what r1 ran \(.*\): no difference in (\d+) facts\n"
+        r"  3\. the procedure: `rewire r1 r2` by the walk-through, r2 had loaded r2\.conf "
+        r"\d+\.\d+ s after the cables moved; service back (\d+\.\d+) s after", out)
+    assert steps, out[-2500:]
+    first_failed, failed, sent, facts, back = steps.groups()
+    probe = LAB.module.DATA["probe"]
+    # 1: broken from t=0 -- the first request after the crash (sent once the one in flight
+    # timed out) failed, and every one after it until the procedure
+    assert float(first_failed) <= 2 * (probe["interval"] + probe["timeout"]), out[-2500:]
+    assert failed == sent and int(sent) >= LAB.module.DATA["notice_failures"]
+    # 2: the same 2 ports up, 2 addresses, 3 routes (2 connected, the default), ip_forward
+    # and arp_notify, read from each router's kernel
+    assert int(facts) == 9
+    # 3: the procedure's time to recover is the graded one
+    assert abs(float(back) - time_to_recover) < 0.01
     # what the design rests on: Linux announces on a port coming up, not on a cable
     assert re.search(r"its arp_notify is 1\)\? client1 heard 0 gratuitous ARP\(s\) when r2's "
                      r"cable was pulled and plugged in again, [1-9]\d* when r2's port", out), out
 
 
-def test_drifted_spare_does_not_come_back_and_the_diff_names_the_line(grade):
+def test_drifted_spare_does_not_come_back_and_the_diff_names_the_line(grade, capsys):
     folder = LAB.folder / "broken" / "drifted-spare"
     active, spare = (values(folder, r)["interfaces"][1]["address"] for r in ("r1", "r2"))
     assert active == ap.SERVICE.iface(ap.ROUTER) != spare      # the case's one drifted address
     results = grade(LAB, folder)
+    out = capsys.readouterr().out
+    # step 2 measured: what r2 runs is not what r1 ran -- the address and its subnet's route
+    ran = "r1 only: address %s dev eth1" % active
+    runs = "r2 only: address %s dev eth1" % spare
+    step = re.search(r"  2\. the spare: what r2 runs against what r1 ran \(.*\): "
+                     r"(\d+) difference\(s\): (.*)", out)
+    assert step and ran in step.group(2) and runs in step.group(2), out[-2500:]
+    assert "r2 only: route 10.0.0.0/24 dev eth1 src %s" % spare.split("/")[0] in step.group(2)
+    assert int(step.group(1)) == 4
+    assert "service not back 3 s after the cables moved" in out
     identical = results["configs identical"]
     assert not identical.passed
     assert "r1.conf line 14 `ip addr add %s dev eth1`" % active in identical.reason
@@ -78,12 +109,17 @@ def test_drifted_spare_does_not_come_back_and_the_diff_names_the_line(grade):
     assert not service.passed
     assert "client1 now sends to r2" in service.reason          # the GARP did its part ...
     assert "does not route like r1" in service.reason           # ... the drift broke it
-    assert spare in service.reason
+    assert "What r2 runs differs from what r1 ran: " in service.reason
+    assert ran in service.reason and runs in service.reason
     assert results["spare was unplugged before the failure"].passed
 
 
-def test_without_arp_notify_the_client_keeps_the_dead_routers_mac(grade):
+def test_without_arp_notify_the_client_keeps_the_dead_routers_mac(grade, capsys):
     results = grade(LAB, LAB.folder / "broken" / "no-arp-notify")
+    out = capsys.readouterr().out
+    # step 2 holds (r2 runs what r1 ran, arp_notify off on both); step 3 still fails
+    assert "): no difference in 9 facts\n" in out, out[-2500:]
+    assert "service not back 3 s after the cables moved" in out
     assert results["configs identical"].passed                  # identical, and still broken
     service = results["service returns after rewire"]
     assert not service.passed
@@ -93,10 +129,13 @@ def test_without_arp_notify_the_client_keeps_the_dead_routers_mac(grade):
     assert results["spare was unplugged before the failure"].passed
 
 
-def test_starter_fails_with_the_diff_as_the_reason(grade):
+def test_starter_fails_with_the_diff_as_the_reason(grade, capsys):
     active, spare = (values(LAB.submission, r)["routes"][0]["via"] for r in ("r1", "r2"))
     assert active != spare                                    # the starter's drifted route
     results = grade(LAB, LAB.submission)
+    out = capsys.readouterr().out
+    assert ("2 difference(s): r1 only: route default via %s dev eth1; r2 only: route default "
+            "via %s dev eth1" % (active, spare)) in out, out[-2500:]
     identical = results["configs identical"]
     assert not identical.passed
     assert "r1.conf line 12 `ip route add default via %s`" % active in identical.reason
@@ -147,7 +186,7 @@ def test_a_template_that_reaches_for_python_is_refused_and_runs_nothing(grade):
 def test_templates_render_in_a_separate_sandboxed_process(tmp_path):
     """The other classic escape is refused too, and a template that would eat the grader's
     memory and time ends in its own process, at its limit, with a reason."""
-    render_all = LAB.module.render_all
+    render_all = cs.render_all
     attacks = {"mro": "{{ ''.__class__.__mro__[1].__subclasses__() }}",
                "bomb": "{% for i in range(99999) %}{% for j in range(99999) %}"
                        "{{ hostname * 1000 }}{% endfor %}{% endfor %}"}
@@ -169,7 +208,7 @@ def test_templates_render_in_a_separate_sandboxed_process(tmp_path):
 
 
 def test_diff_ignores_the_hostname_and_comments_only():
-    diff = LAB.module.diff
+    diff = cs.diff
     active = "# r1\nhostname r1\nsysctl -w net.ipv4.ip_forward=1\nip link set dev eth0 up\n"
     assert diff(active, active.replace("r1", "r2")) == []
     lines = [str(d) for d in diff(active, active.replace("r1", "r2").replace("=1", "=0"))]
@@ -178,7 +217,7 @@ def test_diff_ignores_the_hostname_and_comments_only():
 
 
 def test_a_spare_that_carried_traffic_fails_the_cold_check():
-    check = LAB.module.check_spare_was_unplugged_before_the_failure
+    check = LAB.module.spare_was_unplugged_before_the_failure
     measured = dict(spare_traffic_before_rewire={"r2-eth0": [4, 2], "r2-eth1": [0, 0]},
                     spare_switch_ports_before_rewire={"s1-eth2": "UP", "s2-eth2": "DOWN"},
                     spare_packets_after_rewire=40)
@@ -193,7 +232,7 @@ def test_a_copied_values_file_with_the_wrong_hostname_is_named(tmp_path):
     submission = tmp_path / "copied"
     shutil.copytree(LAB.reference, submission)
     (submission / "r2.yaml").write_text((submission / "r1.yaml").read_text())
-    result = LAB.module.check_configs_identical(labs.Context(LAB, submission), {})
+    result = LAB.module.configs_identical(labs.Context(LAB, submission), {})
     assert not result.passed
     assert "r2.yaml says hostname 'r1'" in result.reason
 
@@ -204,7 +243,16 @@ def test_the_student_does_the_procedure_at_the_cli(run_folder, capsys):
     _ctx, m = LAB.walkthrough(LAB.reference, run_folder=run_folder, cli_script=pauses)
     out = capsys.readouterr().out
     assert m["rewired_by"] == "student at the CLI"
-    assert m["recovered"] and m["time_to_recover"] <= LAB.module.RECOVERY_BOUND, out[-2000:]
+    # the three steps as measured: every request between the crash and the rewire failed,
+    # from the first; r2 runs what r1 ran; back after the student's procedure
+    failure = m["failure"]
+    assert failure["failed"] == failure["sent"] >= LAB.module.DATA["notice_failures"]
+    assert failure["first_failed_after"] == failure["first_sent_after"]
+    assert m["running_diff"] == [] and m["running"]["r1"] == m["running"]["r2"]
+    assert {"address 10.0.1.1/24 dev eth0", "address 10.0.0.1/24 dev eth1", "port eth0 up",
+            "sysctl net.ipv4.conf.all.arp_notify=1"} <= set(m["running"]["r2"])
+    assert "3. the procedure: `rewire r1 r2` by the student, " in out
+    assert m["recovered"] and m["time_to_recover"] <= LAB.module.DATA["recovery_bound"], out[-2000:]
     assert m["spare_traffic_before_rewire"] and "this lab's commands: diff:" in out
     assert "(no difference: r2 will do exactly what r1 did)" in out
     assert "rewire: this bench has one failed router and one spare: type `rewire r1 r2`" in out

@@ -1,8 +1,9 @@
 """Lab 06 (scheduling algorithms): the reference passes every check, the course notes'
 wlc formula fails the wlc state, and the walk-through measures the spread of one load
-under the ten schedulers on the real controller.  Every student predicts a variant of
-the states chosen from their name: answers copied from someone else fail, and in class
-mode no reason shows the controller's picks."""
+under the ten schedulers on the real controller, and when lc is (not) "fine": it ignores
+the weights, and with short connections only it schedules like rr.  Every student
+predicts a variant of the states chosen from their name: answers copied from someone else
+fail, and in class mode no reason shows the controller's picks."""
 
 import itertools
 import re
@@ -20,6 +21,10 @@ LAB = labs.find("06")
 ROW = re.compile(r"^(rr|wrr|lc|wlc|sed|nq|sh|dh|lblc|lblcr) +"
                  r"(\d+) \((\d+) held\) +(\d+) \((\d+) held\) +(\d+) \((\d+) held\) +"
                  r"([123]+) +(yes|NO)$", re.M)
+
+
+LC = re.compile(r"^ +(lc|wlc) +order ([123]+) +ActiveConn (\d+)/(\d+)/(\d+), "
+                r"InActConn (\d+)/(\d+)/(\d+)$", re.M)
 
 
 def failing(results):
@@ -55,6 +60,21 @@ def test_reference_passes_and_the_walkthrough_shows_the_ten_schedulers(grade, ca
     assert sorted(rows["sh"]["total"]) == [0, 0, 18]        # one client, one server
     assert sorted(rows["dh"]["total"]) == [0, 0, 18]        # one VIP, one server
     assert rows["lblc"]["held"][2] > 1 and rows["lblcr"]["held"] == [6, 4, 2]
+
+    # lc "is fine in most cases" (the notes): with long connections it sees the held ones
+    # rr does not (rr left web3 none), but it ignores the weights: even where wlc follows them
+    assert re.search(r"1b\. Is lc fine\?.*lc ActiveConn 4/4/4, InActConn 2/2/2 where rr left "
+                     r"held 6/6/0\..*wlc ActiveConn 6/4/2, InActConn [0-9/]+\.", out), out
+    short = {m.group(1): dict(order=m.group(2), active=[int(x) for x in m.group(3, 4, 5)],
+                              inactive=[int(x) for x in m.group(6, 7, 8)])
+             for m in LC.finditer(out)}
+    assert list(short) == ["lc", "wlc"], out
+    # only short connections: ActiveConn stays 0, lc compares InActConn alone, spreads them
+    # evenly whatever the weights and picks in rr's order; wlc keeps the weights 3:2:1
+    assert all(s["active"] == [0, 0, 0] for s in short.values()), short
+    assert short["lc"]["inactive"] == [4, 4, 4], short
+    assert short["lc"]["order"] == rows["rr"]["order"][:12], short
+    assert short["wlc"]["inactive"] == [6, 4, 2], short
 
     chart = Path(re.search(r"bar chart: (\S+\.svg)", out).group(1))
     svg = chart.read_text()
@@ -250,7 +270,7 @@ def test_every_variant_is_made_with_real_connections_and_picked_by_the_kernel_ru
     picked, expected = {}, {}
     with LoadBalancedService(service, name="lab06-variants", run_folder=run_folder / "net",
                              checker=False, closing_timeout=MODULE.CLOSING_TIMEOUT) as lab:
-        bench = MODULE.Bench(lab)
+        bench = MODULE.SchedulingBench(lab, MODULE.SERVERS, MODULE.CLOSING_TIMEOUT)
         try:
             for variant in range(1, len(MODULE.variants())):
                 for name, state in MODULE.load_states(variant).items():

@@ -41,13 +41,13 @@ def test_reference_passes_and_the_walkthrough_shows_the_stale_arp_cache(grade, c
     m = results["time without GARP is longer"].measured
     by_hand = m["by_hand_without_garp"]          # what the client went through
     bound = m["stale_bound_with_probe"] + 0.25       # give or take the kernel's timer ticks
-    low = minimum_stale(LAB.module.NEIGH_TIMERS)
+    low = minimum_stale(LAB.module.DATA["neigh_timers"])
     # without GARP: the whole neighbour state machine, then a broadcast finds web2
     assert low <= m["time_without_garp"] <= bound, m
     assert by_hand["states"][:1] == ["REACHABLE"] and by_hand["states"][-1] == "REACHABLE"
     # (STALE lasts until the client's next packet: the 20 ms poll may miss it)
     assert re.search(r"REACHABLE (STALE )?DELAY PROBE", " ".join(by_hand["states"])), by_hand
-    assert by_hand["unicast_probes_to_old_mac"] == LAB.module.NEIGH_TIMERS["ucast_solicit"]
+    assert by_hand["unicast_probes_to_old_mac"] == LAB.module.DATA["neigh_timers"]["ucast_solicit"]
     assert by_hand["broadcast_requests"] >= 1 and by_hand["garps_seen"] == 0
     assert by_hand["packets_to_old_mac"] > 0      # the switch delivers by MAC, to web1
     assert [e["gratuitous"] for e in by_hand["controller"]] == [False]
@@ -126,7 +126,7 @@ def test_move_without_arping_fails_sends_gratuitous_arp_with_the_stale_time(grad
     assert not garp.passed
     stale = re.search(r"client1 kept web2's MAC for ([\d.]+) s after move_vip.sh", garp.reason)
     assert stale, garp.reason
-    assert float(stale.group(1)) >= minimum_stale(LAB.module.NEIGH_TIMERS), garp.reason
+    assert float(stale.group(1)) >= minimum_stale(LAB.module.DATA["neigh_timers"]), garp.reason
     assert "no gratuitous ARP" in garp.reason and "arping -U" in garp.reason
     assert re.search(r"REACHABLE -> (STALE -> )?DELAY -> PROBE", garp.reason), garp.reason
     assert not results["time without GARP is longer"].passed

@@ -40,9 +40,12 @@ def test_vrrp_crash_drill_records_the_failover_on_one_clock(run_folder):
     assert master["t"] - 0.2 <= garp["t"] <= arp["t"] + 0.05, (master, garp, arp)
     m = record["measures"]
     assert m["time_to_detect"] == round(master["t"] - crash["t"], 3)
-    # detection is keepalived's notify (a few ms after the transition), recovery a
-    # request's send time: the first answered request may precede it by an interval
-    assert m["time_to_detect"] - 0.1 <= m["time_to_recover"] < m["time_to_detect"] + 2
+    # detection is keepalived's notify (a few ms after the transition, later on a loaded
+    # machine), recovery a request's send time: no request is answered before web2's
+    # GARP is on the wire (the capture's clock), but one sent an interval before it may be
+    took_over = garp["t"] - crash["t"]
+    assert took_over - 0.1 <= m["time_to_recover"] < m["time_to_detect"] + 2, (
+        garp, m)
     assert m["requests_lost"] > 0
     assert m["loss_convergence"] == round(m["requests_lost"] * 0.05, 3)
     assert [i["name"] for i in record["intervals"]] == ["detect", "recover"]

@@ -31,6 +31,7 @@ def test_without_ip_vs_starting_says_so_and_builds_nothing(run_folder):
     assert registered_runs() == before
 
 
+@pytest.mark.ipvs
 @pytest.mark.skipif(not HAS_IPVS, reason="this kernel has no ip_vs (see `redlab doctor`)")
 @pytest.mark.parametrize("lb_kind, forward", [("NAT", "Masq"), ("DR", "Route")])
 def test_ipvs_serves_and_takes_out_a_failed_server(run_folder, lb_kind, forward):

@@ -170,3 +170,18 @@ def test_a_request_in_flight_when_the_window_closes_is_not_the_window_s_failure(
     o.samples["web"][38].update(ok=False, latency=0.001, error="HTTP 500")
     result = evaluate_one(item, o)
     assert not result["passed"] and "1 of" in result["reason"] and "HTTP 500" in result["reason"]
+
+
+def test_a_window_that_ends_at_a_step_ends_when_the_step_began():
+    # web1 drained at 1.0 s (web2 serves), undrained by a step that began at 1.9 s and
+    # returned at 2.0 s: a request web1 served at 1.95 s came after the undrain took effect
+    back = {"id": "back", "when": {"server": "web1", "health": "up"}, "step": "undo",
+            "of": "crash"}
+    o = obs(answers("1" * 20 + "2" * 19 + "1" * 6))
+    o.entries["back"], o.marks["back"] = back, 2.0
+    item = {"during": ["crash", "back"], "not_served_by": "web1", "probe": "web",
+            "within": 0.5}
+    assert not evaluate_one(item, o)["passed"]     # without the step's beginning: web1 at 1.95
+    o.began["back"] = 1.9
+    result = evaluate_one(item, o)
+    assert result["passed"], result

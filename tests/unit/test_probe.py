@@ -7,6 +7,7 @@ import http.server
 import json
 import socket
 import subprocess
+import statistics
 import sys
 import threading
 import time
@@ -88,9 +89,13 @@ def test_fixed_schedule_sends_every_interval_while_every_request_hangs():
     assert sorted(r["seq"] for r in rec.records) == list(range(count))
     assert all(r["error"] == "TimeoutError: timed out" and not r["ok"] for r in rec.records)
     sent = sorted(r["t"] for r in rec.records)
-    # N requests in N x interval (the last one then waits its timeout), not one per timeout
-    assert sent[-1] - sent[0] == pytest.approx((count - 1) * interval, rel=0.25)
-    assert took < (count - 1) * interval * 1.25 + timeout + 0.2
+    # one request per interval, not one per timeout (a sequential probe: 40 x 0.3 s = 12 s).
+    # The median gap, and generous spans: a loaded machine delays a thread now and then,
+    # and the schedule catches up; what must not happen is waiting for the answers
+    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    assert statistics.median(gaps) == pytest.approx(interval, rel=0.5)
+    assert sent[-1] - sent[0] < (count - 1) * interval * 3 < (count - 1) * timeout / 3
+    assert took < count * timeout / 3
     # every request of one timeout was in flight at once: nothing waited for an answer
     assert rec.most_in_flight >= timeout / interval - 2
     assert all(r["end"] - r["t"] >= timeout * 0.95 for r in rec.records)

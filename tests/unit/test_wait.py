@@ -73,3 +73,15 @@ def test_long_seen_values_are_shortened(clock):
         wait_until(lambda: (False, "x" * 5000), 1, "never", clock=clock, sleep=clock.sleep)
     assert len(str(info.value)) < 500
     assert str(info.value).endswith("...")
+
+
+def test_only_start_up_deadlines_scale_on_a_slow_machine(monkeypatch):
+    from redlab.wait import startup
+    monkeypatch.delenv("REDLAB_STARTUP_SCALE", raising=False)
+    assert startup(20) == 20
+    monkeypatch.setenv("REDLAB_STARTUP_SCALE", "6")
+    assert startup(20) == 120
+    monkeypatch.setenv("REDLAB_STARTUP_SCALE", "0.1")       # never shorter
+    assert startup(20) == 20
+    monkeypatch.setenv("REDLAB_STARTUP_SCALE", "fast")      # nonsense: as if unset
+    assert startup(20) == 20
