@@ -1,8 +1,8 @@
 """Lab 04, DNS round robin + VIP takeover: the reference passes, the broken cases fail GARP.
 
-Three real networks (reference about 14 s, broken/no-garp and broken/garp-wrong-source
-about 8 s each: part 2 runs only once part 1 passes); the parsers of what the observers
-print and the check logic are judged without a network.
+Four real networks (reference about 30-40 s with parts 2 and 3, each broken case 8-14 s:
+parts 2 and 3 run only once part 1 passes); the observers' parsers and the check logic are
+judged without a network (here and in tests/unit/test_vip_takeover.py).
 """
 
 import json
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from redlab import addressing as ap
 from redlab import labs
+from redlab.scenarios.vip_takeover import wrong_sender
 
 LAB = labs.find("04")
 M = LAB.module
@@ -31,8 +32,10 @@ def test_reference_passes_and_three_servers_show_the_notes_problems(grade, run_f
     assert set(results) == {"script is valid bash", "takes over failed peer vip",
                             "sends gratuitous arp", "releases own vip when service broken",
                             "no duplicate vip with two servers",
-                            "gives vip back to recovered owner"}
-    assert [n for n, r in results.items() if not r.scored] == ["script is valid bash"]
+                            "gives vip back to recovered owner",
+                            "returning server waits until its vip is free"}
+    assert [n for n, r in results.items() if not r.scored] == [
+        "script is valid bash", "returning server waits until its vip is free"]
     m = measured_of(run_folder, "reference")
     two, three = m["details"]["two"], m["details"]["three"]
 
@@ -43,7 +46,7 @@ def test_reference_passes_and_three_servers_show_the_notes_problems(grade, run_f
     assert two["ping_web1_ok"] and two["curl_web1"] == "000"    # L3 says up, L7 says down
 
     # two servers: release first, then takeover, the client's entry follows the GARP
-    assert 0 <= two["own_released_after"] < two["peer_took_after"] < M.TAKEOVER_WAIT
+    assert 0 <= two["own_released_after"] < two["peer_took_after"] < M.DATA["takeover_wait"]
     assert two["arp_before"] == M.mac_of(1) and two["arp_after"] == M.mac_of(2)
     assert 0 <= two["arp_moved_after_take"] < 0.5
     assert two["garps_from_taker"] >= 1
@@ -82,6 +85,25 @@ def test_reference_passes_and_three_servers_show_the_notes_problems(grade, run_f
     assert "TWO SERVERS HOLD %s: web2 and web3" % V1 in out
     assert "web2 took %s over: %.2f s after the fault" % (V1, two["peer_took_after"]) in out
 
+    # part 3, "a stopped server is hard to bring back": web1 returns while web2 holds VIP1
+    naive, careful = m["details"]["rejoin"]["naive"], m["details"]["rejoin"]["careful"]
+    # naive: web1 claims at once -> two holders (redlab.observe.holders), two ARP answers,
+    # client1's entry follows the last announcement and its requests go to both servers
+    assert naive["max_holders"] == 2 and ["web1", "web2"] in [
+        h["holders"] for h in naive["holders"]], naive["holders"]
+    assert naive["dad_answers"] == ["web1", "web2"]
+    assert naive["client_arp_sequence"][:3] == ["web2", "web1", "web2"], naive
+    assert naive["served_after_claim"] == ["web1", "web2"], naive["served_sequence"]
+    # careful: web2 answered web1's question, released, and only then web1 took VIP1
+    assert careful["asked"] == ["web2"]
+    assert [h["holders"] for h in careful["holders"]] == [["web2"], ["web2"], [], ["web1"]]
+    assert careful["max_holders"] == 1 and careful["dad_answers"] == ["web1"]
+    assert careful["served_after_claim"] == ["web1"]
+    assert careful["fresh"] == ["web1"] * M.DATA["fresh_resolutions"]
+    assert 0 <= careful["lost"] <= M.DATA["rejoin_max_lost"], careful
+    assert results["returning server waits until its vip is free"].passed
+    assert "%d of %d requests lost" % (careful["lost"], careful["requests"]) in out
+
 
 def test_no_garp_fails_only_the_garp_check_with_the_reason(grade, run_folder):
     results = grade(LAB, LAB.folder / "broken" / "no-garp")
@@ -91,13 +113,15 @@ def test_no_garp_fails_only_the_garp_check_with_the_reason(grade, run_folder):
         in garp.reason
     assert "the takeover sent no gratuitous ARP" in garp.reason
     assert "received 0 from web2" in garp.reason
-    others = {name: r for name, r in results.items() if name != "sends gratuitous arp"}
+    others = {name: r for name, r in results.items()
+              if name != "sends gratuitous arp" and r.scored}
     assert all(r.passed for r in others.values()), failing(others)
+    assert "not run: part 3" in results["returning server waits until its vip is free"].reason
     # the client kept sending to web1 for the whole bounded watch: no recovery before the return
     m = measured_of(run_folder, "no-garp")
     two = m["details"]["two"]
     assert two["arp_after"] == M.mac_of(1) and not two["takeover"]["recovered"]
-    assert "three" not in m["details"]                  # part 2 waits until part 1 passes
+    assert "three" not in m["details"] and "rejoin" not in m["details"]   # after part 1
 
 
 def test_iputils_arping_command_with_debians_arping_announces_the_wrong_address(grade):
@@ -109,7 +133,8 @@ def test_iputils_arping_command_with_debians_arping_announces_the_wrong_address(
     assert "client1 still had web1's MAC %s" % M.mac_of(1) in garp.reason
     assert "but with sender address %s" % ap.web(2) in garp.reason
     assert "Thomas Habets" in garp.reason and "arping -U -S %s" % V1 in garp.reason
-    others = {name: r for name, r in results.items() if name != "sends gratuitous arp"}
+    others = {name: r for name, r in results.items()
+              if name != "sends gratuitous arp" and r.scored}
     assert all(r.passed for r in others.values()), failing(others)
 
 
@@ -140,7 +165,8 @@ def test_one_name_per_check(tmp_path):
     assert {r.name for r in results} == {
         "walk-through", "script is valid bash", "takes over failed peer vip",
         "sends gratuitous arp", "releases own vip when service broken",
-        "no duplicate vip with two servers", "gives vip back to recovered owner"}
+        "no duplicate vip with two servers", "gives vip back to recovered owner",
+        "returning server waits until its vip is free"}
 
 
 # -- without a network ---------------------------------------------------------------------
@@ -154,36 +180,48 @@ def _two(**over):
                                  owner_took_after=0.9, arp_ok=True,
                                  timeline=dict(requests_lost=12))})
     two.update(over)
-    return {"details": {"two": two}}
+    return {"details": {"two": two, "rejoin": _rejoin()}}
+
+
+def _rejoin(careful_holders=1, lost=2):
+    naive = dict(holders=[dict(step="", holders=["web2"]), dict(step="", holders=["web1", "web2"])],
+                 served_after_claim=["web1", "web2"])
+    careful = dict(max_holders=careful_holders, lost=lost, requests=50)
+    return dict(naive=naive, careful=careful)
 
 
 def test_check_reasons_point_at_the_fix():
     ctx = labs.Context(LAB, LAB.submission)
     assert all(check(ctx, _two()).passed for check in M.CHECKS)
-    r = M.check_sends_gratuitous_arp(ctx, _two(arp_moved_after_take=None,
+    r = M.sends_gratuitous_arp(ctx, _two(arp_moved_after_take=None,
                                                wrong_sender=[ap.web(2)], garps_from_taker=0))
     assert not r.passed and "Thomas Habets" in r.reason and "-S %s" % V1 in r.reason
-    r = M.check_releases_own_vip_when_service_broken(ctx, _two(own_released_after=None))
+    r = M.releases_own_vip_when_service_broken(ctx, _two(own_released_after=None))
     assert not r.passed and "ip addr del" in r.reason
-    r = M.check_no_duplicate_vip_with_two_servers(ctx, _two(duplicates=[dict(
+    r = M.no_duplicate_vip_with_two_servers(ctx, _two(duplicates=[dict(
         vip=V1, hosts=["web1", "web2"], after=0.4, seconds=None)]))
     assert not r.passed and "%s was on web1 and web2 at the same time for the rest of the run" \
         % V1 in r.reason
-    r = M.check_gives_vip_back_to_recovered_owner(ctx, _two(**{"return": dict(
+    r = M.gives_vip_back_to_recovered_owner(ctx, _two(**{"return": dict(
         back=False, holders=["web1", "web2"])}))
     assert not r.passed and "on web1 + web2 instead of web1 alone" in r.reason
-    r = M.check_takes_over_failed_peer_vip(ctx, {"details": {"two": dict(
+    r = M.takes_over_failed_peer_vip(ctx, {"details": {"two": dict(
         vips_up=False, holders_at_start="VIP1 on nobody")}})
     assert not r.passed and "add its own VIP" in r.reason
-    for check in (M.check_no_duplicate_vip_with_two_servers,
-                  M.check_gives_vip_back_to_recovered_owner):
+    for check in (M.no_duplicate_vip_with_two_servers, M.gives_vip_back_to_recovered_owner):
         r = check(ctx, _two(peer_took_after=None))
         assert not r.passed and "nothing moved" in r.reason
+    r = M.returning_server_waits(ctx, {"details": {"rejoin": _rejoin(careful_holders=2)}})
+    assert not r.passed and not r.scored and "2 holders at most" in r.reason
+    r = M.returning_server_waits(ctx, {"details": {"rejoin": _rejoin(lost=11)}})
+    assert not r.passed and "11 requests lost (bound 10)" in r.reason
+    r = M.returning_server_waits(ctx, {"details": {"rejoin": _rejoin()}})
+    assert r.passed and "VIP1 on web1 + web2 at once, client1 served by web1 and web2" in r.reason
 
 
 def test_starter_is_valid_bash_but_unfinished():
     ctx = labs.Context(LAB, LAB.submission)
-    assert M.check_script_is_valid_bash(ctx, {}).passed
+    assert M.script_is_valid_bash(ctx, {}).passed
     text = Path(LAB.submission / M.SCRIPT).read_text()
     assert "ip addr del" not in text and "arping" not in text      # the student's work
 
@@ -210,7 +248,7 @@ def test_only_an_announcement_naming_another_address_counts_as_wrong_sender(tmp_
     def wrong(*packets):
         path = tmp_path / "arp.pcap"
         wrpcap(str(path), list(packets))
-        return M.wrong_sender(read_arp_pcap(path), V1, web2_mac)
+        return wrong_sender(read_arp_pcap(path), V1, web2_mac)
 
     assert wrong(kernel, probe, garp, other_vip) == []
     assert wrong(kernel, habets) == [web2]
