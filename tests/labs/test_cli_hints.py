@@ -42,6 +42,7 @@ EXPECT = {
     "07": {0: [VIP + r" dev client1-eth0 lladdr " + MAC, r"actions="],
            1: [r"%s/" % VIP.replace(".", r"\.")],
            3: [r"3 packets transmitted"]},
+    "08": {0: [r"web\d v1"], 1: [r"(?m)^web1 v2"]},
 }
 
 
@@ -52,7 +53,7 @@ def transcripts(ctx):
             for path in ctx.transcripts]
 
 
-@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05", "06", "07"])
+@pytest.mark.parametrize("number", ["01", "02", "03", "04", "05", "06", "07", "08"])
 def test_every_stop_command_works_when_typed(number, run_folder):
     lab = labs.find(number)
     ctx, _measured = lab.walkthrough(lab.reference, run_folder=run_folder, type_hints=True,
