@@ -24,7 +24,6 @@ so a lab's check is often one line around one of them.
 """
 
 import functools
-import subprocess
 from pathlib import Path
 
 import yaml
@@ -119,13 +118,16 @@ def held_by_one(holders, ip):
 
 
 def script_parses(path, shell="bash"):
-    """A shell script parses (``bash -n``); the reason quotes the shell's first complaint."""
+    """A shell script parses (``bash -n``, jailed like everything that comes from a
+    submission: :func:`redlab.student.syntax_check`); the reason quotes the shell's first
+    complaint."""
+    from redlab.student import syntax_check
     path = Path(path)
     if not path.is_file():
         return fail("%s is missing: start from the lab's submission/ folder" % path.name)
-    run = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True, timeout=10)
-    if run.returncode:
-        first = (run.stderr.strip().splitlines() or ["exit %d" % run.returncode])[0]
+    parsed, message = syntax_check(path, shell)
+    if not parsed:
+        first = (message.splitlines() or ["it does not parse"])[0]
         return fail("%s does not parse: %s" % (path.name, first.replace(str(path), path.name)))
     return ok("%s parses" % path.name)
 

@@ -10,22 +10,22 @@ entry following web2's gratuitous ARP are keepalived's work, the same for every
 submission (an empty deploy.sh included): they are reported as information.
 """
 
-import re
+import dataclasses
 import time
 
 from redlab import addressing as ap
+from redlab.checks import arp_moved, check, fail, lab_data, ok, within
 from redlab.faults import daemon_stop, host_crash
-from redlab.labs import Stop, failed, passed
+from redlab.labs import Stop
 from redlab.net import Network
+from redlab.observe import Neighbour, neigh
 from redlab.probe import Probe, analyse
-from redlab.scenarios.vrrp_failover import arp_entry
 from redlab.student import ScriptRun, syntax_check
 from redlab.wait import WaitTimeout, wait_until
 
 TITLE = "Hot standby web server"
 TOPOLOGY = "topologies/vrrp_pair.py"
-MAX_RECOVERY = 10.0
-DEPLOY_TIMEOUT = 20.0     # s: a deploy.sh still running then is stopped
+DATA = lab_data(__file__)          # lab.yaml: the recovery bound, the deploy's time limit
 
 # the --cli stops: what to look at and what to type there, one line at a time
 STOPS = {
@@ -37,9 +37,14 @@ STOPS = {
 }
 
 
-def mac_in(entry):
-    found = re.search(r"lladdr (\S+)", entry or "")
-    return found.group(1) if found else None
+def arp_entry(client, vip):
+    """client1's ARP entry for the VIP as data (measured.json): ip, mac, state, dev."""
+    entry = neigh(client, vip)
+    return dataclasses.asdict(entry) if entry else None
+
+
+def shown(entry):
+    return "%(mac)s (%(state)s)" % entry if entry else "none"
 
 
 def page(client, ip):
@@ -66,7 +71,7 @@ def walkthrough(ctx):
         new_page = net.run.file("client1", "index-v2.html")
         new_page.write_text(version + "\n")
         ctx.say("\nRunning your deploy.sh on client1 to publish %r ..." % version)
-        code, out = ScriptRun(client, script, [new_page], shell="sh", timeout=DEPLOY_TIMEOUT,
+        code, out = ScriptRun(client, script, [new_page], shell="sh", timeout=DATA["deploy_timeout"],
                               env=dict(VIP=vip, ACTIVE=active, STANDBY=standby)).finish()
         out = "%s\nexit=%s" % (out, code)
         m["deploy_output"] = out.strip()
@@ -80,7 +85,7 @@ def walkthrough(ctx):
         with probe:
             probe.wait_good(5)
             m["arp_before"] = arp_entry(client, vip)
-            ctx.say("\nclient1's ARP entry for the VIP: %s" % m["arp_before"])
+            ctx.say("\nclient1's ARP entry for the VIP: %s" % shown(m["arp_before"]))
             ctx.say("web1 crashes now.")
             fault = host_crash(net, web1)
             try:
@@ -100,7 +105,7 @@ def walkthrough(ctx):
         m["web1_mac"], m["web2_mac"] = ap.mac_for(active), ap.mac_for(standby)
         ctx.say(timeline.summary())
         ctx.say("pages the client got after the failover: %s" % m["pages_after"])
-        ctx.say("client1's ARP entry for the VIP now: %s" % m["arp_after"])
+        ctx.say("client1's ARP entry for the VIP now: %s" % shown(m["arp_after"]))
         ctx.pause(net, STOPS["failed_over"])
     if not ctx.grading:             # a demonstration: grading skips it
         m["service_down"] = service_down(ctx)
@@ -192,81 +197,64 @@ def service_down(ctx):
     return result
 
 
-def check_deploy_script_present(ctx, m):
-    script = ctx.submission / "deploy.sh"
-    if not script.exists():
-        return failed("deploy script present", "there is no deploy.sh in %s" % ctx.submission)
-    ok, complaint = syntax_check(script, shell="sh")
-    if not ok:
-        return failed("deploy script present", "deploy.sh has a syntax error: %s" % complaint)
-    return passed("deploy script present", "deploy.sh is there and parses")
+@check("deploy script present", static=True, scored=False)  # an empty deploy.sh passes;
+def deploy_script_present(ctx, m):                          # a missing or broken one fails
+    script = ctx.submission / "deploy.sh"                   # the walk-through or "standby
+    if not script.exists():                                 # gets every update" too
+        return fail("there is no deploy.sh in %s" % ctx.submission)
+    parses, complaint = syntax_check(script, shell="sh")   # jailed: the student's file
+    if not parses:
+        return fail("deploy.sh has a syntax error: %s" % complaint)
+    return ok("deploy.sh is there and parses")
 
 
-check_deploy_script_present.static = True
-# information: an empty deploy.sh is there and parses; a missing or broken one fails the
-# walk-through or "standby gets every update" with the same reason
-check_deploy_script_present.scored = False
-
-
-def check_standby_gets_every_update(ctx, m):
+@check("standby gets every update")
+def standby_gets_every_update(ctx, m):
     if m["standby_page"] == m["deployed"] and m["active_page"] == m["deployed"]:
-        return passed("standby gets every update", "web1 and web2 both serve %r" % m["deployed"])
+        return ok("web1 and web2 both serve %r" % m["deployed"])
     if m["active_page"] == m["deployed"]:
-        return failed("standby gets every update",
-                      "after deploy.sh, web1 serves %r but the standby web2 still serves %r: a hot "
-                      "standby must get every update too -- send the page to $STANDBY as well"
-                      % (m["active_page"], m["standby_page"]))
-    return failed("standby gets every update",
-                  "deploy.sh did not publish the page: after it, web1 serves %r and web2 %r "
-                  "instead of %r (it said: %s); send the file it is given ($1) to both servers, "
-                  "`curl -fsS -T \"$1\" http://$ACTIVE/deploy/index.html` and the same for "
-                  "$STANDBY" % (m["active_page"], m["standby_page"], m["deployed"],
-                                m["deploy_output"].replace("\n", " | ")))
+        return fail("after deploy.sh, web1 serves %r but the standby web2 still serves %r: a hot "
+                    "standby must get every update too -- send the page to $STANDBY as well"
+                    % (m["active_page"], m["standby_page"]))
+    return fail("deploy.sh did not publish the page: after it, web1 serves %r and web2 %r "
+                "instead of %r (it said: %s); send the file it is given ($1) to both servers, "
+                "`curl -fsS -T \"$1\" http://$ACTIVE/deploy/index.html` and the same for "
+                "$STANDBY" % (m["active_page"], m["standby_page"], m["deployed"],
+                              m["deploy_output"].replace("\n", " | ")))
 
 
-def check_clients_get_the_update_after_failover(ctx, m):
+@check("clients get the update after failover")
+def clients_get_the_update_after_failover(ctx, m):
     if not m["pages_after"]:
-        return failed("clients get the update after failover",
-                      "no answer after web1 crashed (the failover itself did not happen: see "
-                      "'failover time')")
+        return fail("no answer after web1 crashed (the failover itself did not happen: see "
+                    "'failover time')")
     if m["pages_after"] == [m["deployed"]]:
-        return passed("clients get the update after failover",
-                      "after the failover clients got %r from web2" % m["deployed"])
-    return failed("clients get the update after failover",
-                  "after the failover clients got %s instead of %r: web2 was not up to date; "
-                  "deploy.sh must publish every update on the standby ($STANDBY) too"
-                  % (m["pages_after"], m["deployed"]))
-
-
-def check_failover_time(ctx, m):
-    t = m["time_to_recover"]
-    if t is None:
-        return failed("failover time", "the service did not come back within the probe")
-    if t <= MAX_RECOVERY:
-        return passed("failover time", "service back after %.2f s (%d requests lost; keepalived "
-                      "noticed after %.2f s)" % (t, m["requests_lost"], m["time_to_detect"] or -1),
-                      time_to_recover=t)
-    return failed("failover time", "service back only after %.2f s (limit %.0f s)"
-                  % (t, MAX_RECOVERY), time_to_recover=t)
+        return ok("after the failover clients got %r from web2" % m["deployed"])
+    return fail("after the failover clients got %s instead of %r: web2 was not up to date; "
+                "deploy.sh must publish every update on the standby ($STANDBY) too"
+                % (m["pages_after"], m["deployed"]))
 
 
 # information: keepalived's master-down interval decides it, whatever deploy.sh does
-check_failover_time.scored = False
-
-
-def check_ARP_entry_followed_the_GARP(ctx, m):     # noqa: N802 (named like its report line)
-    before, after = mac_in(m["arp_before"]), mac_in(m["arp_after"])
-    if before == m["web1_mac"] and after == m["web2_mac"]:
-        return passed("ARP entry followed the GARP", "client1's entry for the VIP moved from "
-                      "web1's MAC %s to web2's %s" % (before, after))
-    return failed("ARP entry followed the GARP", "client1's entry for the VIP was %s before and "
-                  "%s after (web1 %s, web2 %s)" % (before, after, m["web1_mac"], m["web2_mac"]))
+@check("failover time", scored=False)
+def failover_time(ctx, m):
+    return within(m["time_to_recover"], DATA["max_recovery"], "time to recover",
+                  "max_recovery of lab.yaml; keepalived noticed after %s, %d requests lost"
+                  % ("%.2f s" % m["time_to_detect"] if m["time_to_detect"] else "never",
+                     m["requests_lost"]), time_to_recover=m["time_to_recover"])
 
 
 # information: web2's keepalived sends the gratuitous ARP, not the student's deploy.sh
-check_ARP_entry_followed_the_GARP.scored = False
+@check("ARP entry followed the GARP", scored=False)
+def arp_entry_followed_the_garp(ctx, m):
+    before = (m["arp_before"] or {}).get("mac")
+    if before != m["web1_mac"]:
+        return fail("client1's entry for the VIP held %s before the crash, not web1's MAC %s: "
+                    "there was no move to follow" % (before or "nothing", m["web1_mac"]))
+    after = Neighbour(**m["arp_after"]) if m["arp_after"] else None
+    return arp_moved(after, m["web2_mac"], "client1", ap.vip(1), owner="web2",
+                     why="web2's gratuitous ARP did not reach it")
 
 
-CHECKS = [check_deploy_script_present, check_standby_gets_every_update,
-          check_clients_get_the_update_after_failover, check_failover_time,
-          check_ARP_entry_followed_the_GARP]
+CHECKS = [deploy_script_present, standby_gets_every_update,
+          clients_get_the_update_after_failover, failover_time, arp_entry_followed_the_garp]

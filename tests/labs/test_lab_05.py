@@ -1,7 +1,12 @@
 """Lab 05 load balancer: an HTTP check passes; a TCP check misses the 500 and the hang;
-hiding the broken servers with weight 0 detects nothing and fails."""
+hiding the broken servers with weight 0 detects nothing and fails.  The walk-through
+shows what ICMP sent to a web server sees, and that the service needs one public
+address (the VIP) whatever the number of servers."""
+
+import pytest
 
 from redlab import labs
+from redlab.system import kernel_has_ipvs
 
 LAB = labs.find("05")
 SCORED = {"catches HTTP 500", "catches a hang", "healthy server keeps serving",
@@ -60,7 +65,7 @@ def test_weight_zero_hides_the_broken_servers_and_fails(grade):
 
 def test_every_answer_during_the_faults_must_come_from_web1():
     """One good answer used to be enough; one wrong answer out of twelve now fails."""
-    check = LAB.module.check_healthy_server_keeps_serving
+    check = LAB.module.healthy_server_keeps_serving
     after = [(200, "web1")] * 11 + [(500, "web2")]
     m = dict(after=after, broken_direct={"web2": 500, "web3": 0})
     result = check(None, m)
@@ -82,6 +87,14 @@ def test_the_walkthrough_shows_the_matrix_and_the_ipvs_comparison(run_folder):
         row = m["matrix"][fault]
         assert {check for check, t in row.items() if t is not None} == seen_by, (fault, row)
     assert "| HTTP 500 | missed | missed |" in out
+    # the notes' ICMP check sent to the web server (their parenthesis): it saw the host
+    # crash and the link down (rows above), and said "up" through every fault of nginx
+    blind = m["icmp_blind_spot"]
+    assert set(blind) == {"nginx stopped", "HTTP 500", "hang"}, blind
+    for fault, pings in blind.items():
+        assert 0 < pings["answered"] == pings["sent"], (fault, pings)
+    assert "pings answered while nginx was stopped" in out
+    assert "ping says the host and the path to it are up, not that the web service is" in out
     # the price of an L7 check: its checks are requests in the web server's log, the others not
     cost = m["check_cost"]
     assert 0 < cost["nginx_requests"] <= cost["checks"]["http"] and cost["paths"] == ["/health"]
@@ -89,6 +102,12 @@ def test_the_walkthrough_shows_the_matrix_and_the_ipvs_comparison(run_folder):
     assert set(m["detected"]) == {"web2", "web3"}
     # the load balancer is a virtual server: its own MAC for the VIP, the VIP on no real
     # server, and the real server sees the client's own address (NAT)
+    # one public address for the service: three servers answered, and client1's wire saw
+    # only the VIP (DNS round robin needs one per server: lab 03)
+    seen = m["public_addresses"]
+    assert seen["servers"] == ["web1", "web2", "web3"], seen
+    assert seen["destinations"] == ["10.0.0.100"] and seen["sources"] == ["10.0.0.100"], seen
+    assert "Public addresses the service needs: 1 for 3 servers" in out
     vs = m["virtual_server"]
     assert vs["vip_mac"] and vs["vip_mac"] not in vs["server_macs"], vs
     assert vs["vip_holders"] == [] and vs["web1_saw_requests_from"] == ["10.0.0.201"], vs
@@ -110,3 +129,20 @@ def test_the_walkthrough_shows_the_matrix_and_the_ipvs_comparison(run_folder):
     else:
         assert m["ipvs"] is None
         assert "Part C is skipped: this kernel" in out and "has no ip_vs (IPVS)" in out
+
+
+@pytest.mark.ipvs
+@pytest.mark.skipif(not kernel_has_ipvs(load=True), reason="this kernel has no ip_vs: "
+                    "tests/network/test_ipvs_guest.py runs this in a stock-kernel guest")
+def test_part_c_the_kernel_s_ipvs_takes_the_broken_servers_out(run_folder):
+    """Part C alone (the full walk-through runs it too where the kernel has ip_vs): the
+    reference's service.yaml on keepalived + IPVS, web2 answering 500 and web3 hanging."""
+    from redlab.labs import Context
+    lines = []
+    ctx = Context(LAB, LAB.reference, run_folder=run_folder, out=lines.append)
+    m = {}
+    LAB.module.part_c(ctx, m, LAB.module.read_service(LAB.reference / "service.yaml"))
+    ipvs = m["ipvs"]
+    assert ipvs["detected"] is not None, "\n".join(lines)
+    assert {(status, server) for status, server in ipvs["after"]} == {(200, "web1")}, ipvs
+    assert "Masq" in ipvs["table"], ipvs["table"]
