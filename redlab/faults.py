@@ -13,6 +13,7 @@ import signal
 import time
 
 from redlab.errors import RedlabError
+from redlab.wait import wait_until
 
 
 class Fault:
@@ -72,8 +73,25 @@ def link_down(net, a, b):
     return Fault("link %s-%s down" % (a.name, b.name), undo)
 
 
+def _exited(pids):
+    """``(all exited, those left)``: a zombie has exited (its sockets are closed)."""
+    left = []
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    left.append(pid)
+        except FileNotFoundError:
+            pass
+    return not left, left
+
+
 def host_crash(net, host):
     """The host dies: every process in it is killed and its interfaces go down.
+
+    In that order, always: the processes have exited (their peers got the FIN or RST of
+    each socket) before the interfaces go dark -- what peers see when a host's services
+    die with it.  A host that vanishes mid-conversation is :func:`link_down` first.
 
     The undo is a reboot: interfaces created at run time (e.g. keepalived's ``vrrp.N``
     macvlan) are gone, addresses and routes are those of the topology again, the ARP
@@ -86,11 +104,17 @@ def host_crash(net, host):
         daemon.signal(signal.SIGKILL)
     for daemon in running:
         daemon.stop()                 # reaps it and forgets its pid
-    for pid in host.processes():
+    killed = host.processes()
+    for pid in killed:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    # A killed process closes its sockets only when it exits, and its peers learn of it
+    # (FIN, RST) then: wait for it, so that they always do before the port goes dark,
+    # whatever the load.  Else a peer's idle connection outlives the crash unnoticed
+    # (lab 03: Squid reused its pooled connection to web2 and a phone's request hung).
+    wait_until(lambda: _exited(killed), 5, "%s's killed processes to exit" % host.name)
     intfs = [i for i in host.intfList() if i.name != "lo"]
     for intf in intfs:
         host.cmd("ip link set dev %s down" % intf.name)

@@ -4,6 +4,9 @@
     python agents.py user --mode browser --resolver 10.0.0.53 --out pc3.jsonl
     python agents.py user --mode proxy   --proxy 10.0.1.1:3128 --out phone1.jsonl
 
+With ``--go FILE`` a user starts, creates ``FILE.ready`` and waits until FILE exists
+before its first request (the harness creates it at the moment it chooses).
+
 A **user** opens ``http://www.lab.example/`` about every ``--interval`` seconds (a new
 TCP connection each time; the gaps vary by +-50 % so that users are independent and do
 not fall into step with the DNS server's rotation) and appends one JSON line per
@@ -25,6 +28,7 @@ names its resolver.
 import argparse
 import http.client
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -73,7 +77,18 @@ def http_get(address, host, timeout, port=80, path="/"):
 
 # -- user -------------------------------------------------------------------------------
 
+def wait_for_go(path, max_seconds):
+    """Say it is ready (``path.ready``), then block until ``path`` exists (the harness's
+    go): the program's start-up, slow under load, is over before the first request."""
+    open(path + ".ready", "w").close()
+    deadline = time.monotonic() + max_seconds
+    while not os.path.exists(path) and not _stop.is_set() and time.monotonic() < deadline:
+        _stop.wait(0.005)
+
+
 def user(args):
+    if args.go:
+        wait_for_go(args.go, args.max_seconds)
     cached, expires = None, 0.0
     proxy_host, _, proxy_port = (args.proxy or "").partition(":")
     with open(args.out, "a", buffering=1) as out:
@@ -129,6 +144,7 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=0.3)
     p.add_argument("--max-requests", type=int, default=2000)
     p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--go", help="start requesting only once this file exists")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGINT, _on_term)

@@ -29,9 +29,11 @@ def test_reference_passes_and_the_walkthrough_shows_the_lessons(grade, run_folde
     assert [n for n, r in results.items() if not r.scored] == ["dns.yaml is valid"]
     m = measured(run_folder, "reference")
 
-    # 1. dns1 hands out every record, rotating by one per query
+    # 1. dns1 hands out every record, rotating by one per query; the design needs as many
+    #    public addresses as servers: the distinct addresses dns1 handed out, one per server
     assert m["rotates"] and m["addresses_per_answer"] == 3
     assert len(set(m["rotation"].split()[:3])) == 3, m["rotation"]
+    assert m["public_addresses"] == m["servers"] == 3, m["detail"]["rotation"]
 
     # 2. the PCs that ask dns1 every time split evenly; pc3's browser cache asks again
     #    with the short TTL only; the carrier gateway's Squid (5.7) keeps the name for its
@@ -44,7 +46,8 @@ def test_reference_passes_and_the_walkthrough_shows_the_lessons(grade, run_folde
     assert m["gateway_lookups_short"] == m["gateway_lookups_long"] == 1
     # Squid's own page: right after its lookup it means to keep the name GATEWAY_HOLD
     # seconds (its clock ticks in whole seconds), far beyond the short TTL of 1 s
-    hold = LAB.module.GATEWAY_HOLD
+    proxy = LAB.module.DATA["proxy"]
+    hold = proxy["negative_dns_ttl"]
     assert hold - 1 <= m["gateway_keeps_short"] <= hold > m["short_ttl"], m["detail"]["spread"]
 
     # 3. web2 dead, DNS unchanged: dns1 still hands it out, about a third of requests fail
@@ -57,18 +60,21 @@ def test_reference_passes_and_the_walkthrough_shows_the_lessons(grade, run_folde
     assert m["dead_error_share"]["phones"] == 0 and not kinds["phones"], kinds
 
     # 4. both damage runs start from the worst case: the gateway's Squid and pc3's browser
-    #    took an answer that starts with web2 just before the crash.  After the removal the
-    #    PCs recover at once; pc3 fails until its cached answer expires (the TTL); the
-    #    phones never fail: Squid leaves web2 for the next address, at most a slow answer
+    #    took an answer that starts with web2 before the crash, and still held it then (how
+    #    long before depends on the load: each cache holds it for its own time, measured:
+    #    Squid's count from its lookup, pc3 the TTL).  After the removal the PCs recover at
+    #    once; pc3 fails until its cached answer expires (the TTL); the phones never fail:
+    #    Squid leaves web2 for the next address, at most a slow answer
     for run, ttl in (("long", m["long_ttl"]), ("yours", m["ttl"])):
         r = {k[len(run) + 1:]: v for k, v in m.items() if k.startswith(run + "_")}
         assert r["closed"] and r["gateway_cached"].startswith("web2"), r
-        assert r["browser_cached"] == "web2" and -1.5 < r["browser_cached_at"] < 0, r
+        assert r["browser_cached"] == "web2" and -ttl < r["browser_cached_at"] < 0, r
         assert r["window"]["pcs"] <= r["removed_after"] + 0.5, r
-        assert -1.5 < r["gateway_cached_at"] < 0 and hold - 1 <= r["gateway_keeps"] <= hold, r
+        assert hold - 1 <= r["gateway_keeps"] <= hold, r
+        assert -r["gateway_keeps"] < r["gateway_cached_at"] < 0, r
         assert abs(r["window"]["browser"] - (r["browser_cached_at"] + ttl)) <= 0.5, r
         assert r["errors"]["phones"] == 0 and r["window"]["phones"] == 0, r
-        assert all(t < 3 * LAB.module.CONNECT_TIMEOUT + 0.5 for t in r["slow"]), r
+        assert all(t < proxy["patience"] + 0.5 for t in r["slow"]), r
     assert m["long_damage"] > m["yours_damage"] + 1.5
     assert m["worst_case"] == round(m["yours_removed_after"] + m["ttl"], 2)
 
