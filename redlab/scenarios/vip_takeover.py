@@ -13,6 +13,7 @@ A step narrates through the lab's context (``ctx.say``) and never opens the Mini
 the lab pauses between steps.
 """
 
+import concurrent.futures
 import subprocess
 import time
 
@@ -253,13 +254,23 @@ class VipTakeover:
     def daemon(self, n):
         return self.net[web(n)].daemons.get("takeover")
 
-    def start_scripts(self, servers):
-        """Start takeover.sh on ``servers`` (numbers), each with the others as peers."""
+    def start_scripts(self, servers, among=None):
+        """Start takeover.sh on ``servers`` (numbers), each with the others of ``among``
+        (default: ``servers``) as peers."""
         for n in servers:
-            peers = [(ap.vip(p), ap.web(p)) for p in servers if p != n]
+            peers = [(ap.vip(p), ap.web(p)) for p in (among or servers) if p != n]
             host = self.net[web(n)]
             host.start_daemon(TakeoverScript(host, self.script, ap.vip(n), peers,
                                              self.t["interval"], self.t["check_timeout"]))
+
+    def restart_in_step(self, servers, among):
+        """Restart the scripts on ``servers`` at the same moment (one thread each), so that
+        their rounds of checks run in step from now on: the timing under which the notes
+        say two servers can end up holding one address.  Free-running scripts drift apart,
+        and then it happens only when their checks happen to line up."""
+        self.stop_scripts(servers)
+        with concurrent.futures.ThreadPoolExecutor(len(servers)) as pool:
+            list(pool.map(lambda n: self.start_scripts((n,), among), servers))
 
     def stop_scripts(self, servers):
         for n in servers:
@@ -455,6 +466,9 @@ class VipTakeover:
         """web1 crashes: who takes VIP1 over (both survivors?), what duplicate address
         detection says, how client1's ARP entry moves and who served it."""
         v1 = ap.vip(1)
+        self.say("\nweb2's and web3's scripts start again together: from now on their "
+                 "checks run in step, the timing the notes warn about.")
+        self.restart_in_step((2, 3), among=(1, 2, 3))
         offsets = {n: self.log_size(n) for n in (2, 3)}
         self.say("\nFault: web1 crashes (every process killed, its interface down).")
         self.fault = host_crash(self.net, "web1")
