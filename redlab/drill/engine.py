@@ -505,7 +505,7 @@ class Runner:
                      for vip, changes in obs.holders.items()},
             arp={"%s %s" % key: [[t, mac] for t, mac in entries]
                  for key, entries in obs.arp.items()},
-            marks=obs.marks, undone=obs.undone, end=obs.end,
+            marks=obs.marks, undone=obs.undone, began=obs.began, end=obs.end,
             controller=[dict(e, t=rel(e["t"])) for e in self._controller_log()
                         if e["t"] >= t0 and e["event"] != "scheduled"])
         return dict(drill=self.drill["drill"], variant=self.label, run=self.run_number,

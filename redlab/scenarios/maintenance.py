@@ -306,8 +306,9 @@ class Maintenance:
             return "nginx started"
         if nginx.running:       # do == "upgrade"
             return "refused: nginx is running (the installer replaces its files: stop it first)"
-        # an installer takes its time: long enough for the health check to see nginx down
-        # (an emulated duration, not a wait for a condition)
+        # an installer takes its time (lab.yaml's upgrade_seconds): the work modelled as a
+        # duration, not a wait for anything -- the procedure's own `when:` conditions wait
+        # (typically, the health check sees nginx down meanwhile and up after `start`)
         time.sleep(self.upgrade_seconds)
         nginx.version = self.version
         nginx.publish("%s %s\n" % (self.server, self.version))

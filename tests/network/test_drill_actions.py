@@ -223,8 +223,11 @@ def test_lb_operator_commands_change_who_answers_without_a_failure(run_folder):
         m["undo lb weight web1 -> 3"]
     assert set(served(record, 0, drain)) == {"web1", "web2"}
     assert set(served(record, drain, add)) == {"web2"}
-    # web3 joins once its health checks pass (rise 2, every 0.2 s)
-    assert set(served(record, add, undrain)) == {"web2", "web3"}
+    # web3 joins once its health checks pass (rise 2, every 0.2 s); web1 may answer as
+    # soon as the undrain began, before it returned (its mark)
+    undrain_began = record["observed"]["began"]["undrain"]
+    assert add < undrain_began <= undrain, record["observed"]["began"]
+    assert set(served(record, add, undrain_began)) == {"web2", "web3"}
     assert set(served(record, undrain, remove)) == {"web1", "web2", "web3"}
     assert set(served(record, remove, heavier)) == {"web1", "web3"}
     weighted = served(record, heavier, end)
