@@ -4,6 +4,7 @@ A lab folder ``labs/NN-slug/`` holds::
 
     guide.en.md  guide.ja.md   what to run, what to look at, what to expect and why
     lab.py                     TITLE, walkthrough(ctx), CHECKS
+    lab.yaml                   its data: the thresholds its checks compare against
     submission/                where the student edits (starter files); graded by default
     reference/                 the reference solution (graded in the test suite: all pass)
     broken/<case>/             broken submissions, each failing a named check (tests)
@@ -12,26 +13,34 @@ A lab folder ``labs/NN-slug/`` holds::
 
     TITLE = "Cold standby router"
     TOPOLOGY = "topologies/routed.py"          # what the lab builds (informative)
+    DATA = lab_data(__file__)                  # lab.yaml: the thresholds the checks use
 
     def walkthrough(ctx):                      # builds the network from ctx.submission,
         ctx.say("...")                         # narrates what happens,
         ctx.pause(net, STOPS["start"], vip=v)  # opens the Mininet CLI here with --cli,
         return {"time_to_recover": 1.2, ...}   # returns what it measured
 
-    CHECKS = [check_a, check_b]                # each: check(ctx, measured) -> CheckResult
+    @check("service returns after rewire")     # redlab.checks: declared once, one name
+    def service_returns(ctx, measured):
+        return within(measured["time_to_recover"], DATA["bound"], "...", "...")
+
+    CHECKS = [configs_identical, service_returns]
     STOPS = {"start": Stop("what to look at", ["client1 curl -s http://%(vip)s/"])}
+
+Host queries are :mod:`redlab.observe`'s; machinery that is not the lab's story (agents,
+parsers of the student's files, long narration) lives in ``redlab/scenarios/``.
 
 A stop's commands are data so that a unit test can hold every one of them to what Mininet's
 CLI does with a line, and a lab test can type each as printed (``Context(type_hints=True)``).
 
 Static checks (reading the submission's files) can run without a network: a check
-that only needs files declares ``check.static = True`` and is run even when the
+that only needs files is declared ``@check(name, static=True)`` and is run even when the
 walk-through fails, so a student always gets the file-level reasons.
 
 A check that no submission could fail, or that an empty or untouched submission passes
 while its failure is reported by the walk-through anyway (a file is there and parses),
-measures the lab, not the student: it declares ``check.scored = False`` and its result is
-information (INFO in the reports), never counted.
+measures the lab, not the student: it is declared ``@check(name, scored=False)`` and its
+result is information (INFO in the reports), never counted.
 """
 
 import contextlib
