@@ -201,3 +201,4 @@ def test_a_submission_cannot_bring_its_own_pytest_hooks(tmp_path, lab):
     grade, checks = redlab_grade(tmp_path, lab, sub)
     assert grade.returncode == 1 and not checks["answer is 42"]["passed"]
     assert not marker.exists()
+
