@@ -285,25 +285,16 @@ def graded_state(ctx, m, name):
                       DATA["hints"][state["lb_algo"]], ctx.class_mode)
 
 
-@check("wlc state")
-def check_wlc_state(ctx, m):
-    return graded_state(ctx, m, "wlc")
+def state_check(name):
+    """The check of the student's predicted picks for one graded state (``wlc state``)."""
+    @check("%s state" % name)
+    def graded(ctx, m):
+        return graded_state(ctx, m, name)
+    return graded
 
 
-@check("sed state")
-def check_sed_state(ctx, m):
-    return graded_state(ctx, m, "sed")
-
-
-@check("lblc state")
-def check_lblc_state(ctx, m):
-    return graded_state(ctx, m, "lblc")
-
-
-@check("lblcr state")
-def check_lblcr_state(ctx, m):
-    return graded_state(ctx, m, "lblcr")
-
+check_wlc_state, check_sed_state, check_lblc_state, check_lblcr_state = map(
+    state_check, ("wlc", "sed", "lblc", "lblcr"))
 
 CHECKS = [check_predictions_file, check_wlc_state, check_sed_state, check_lblc_state,
           check_lblcr_state]
