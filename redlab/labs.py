@@ -155,7 +155,9 @@ class Context:
         self.class_mode = class_mode
         self.submission = Path(submission)
         self.run_folder = Path(run_folder) if run_folder else None
-        # tests: type each stop's own commands, as printed, before any of cli_script's
+        # tests: type each stop's own commands, as printed, before any of cli_script's;
+        # a callable: also, after each command, the line it returns (a test's wait for a
+        # process a command left in the background, which a student's typing gives time)
         self.type_hints = type_hints
         self.cli = cli or cli_script is not None or type_hints
         self._out = out
@@ -260,7 +262,11 @@ class Context:
         """Tests: the file of commands typed at this stop (None: a student at a terminal)."""
         if self.cli_script is None and not self.type_hints:
             return None
-        lines = list(stop.commands) if self.type_hints else []
+        lines = []
+        for command in stop.commands if self.type_hints else ():
+            lines.append(command)
+            if callable(self.type_hints):
+                lines.append(self.type_hints(command))
         if self.cli_script:
             lines.append(self.cli_script.pop(0))
         script = self.run_folder / ("cli-pause-%d.txt" % self.pauses)

@@ -53,11 +53,25 @@ def transcripts(ctx):
             for path in ctx.transcripts]
 
 
+BACKGROUND = re.compile(r"^(\S+) (tcpdump)\b.*&$")
+
+
+def typed_after(command):
+    """A student types the next line seconds after starting a capture in the background;
+    a test types it at once: after ``node tcpdump ... &``, wait (in the node, at most 5 s)
+    until tcpdump's packet socket is open, so that what follows is captured."""
+    started = BACKGROUND.match(command)
+    if not started:
+        return None
+    return ("%s timeout 5 sh -c 'until ss -0 -p | grep -q %s; do sleep 0.05; done'"
+            % started.groups())
+
+
 @pytest.mark.parametrize("number", ["01", "02", "03", "04", "05", "06", "07", "08"])
 def test_every_stop_command_works_when_typed(number, run_folder):
     lab = labs.find(number)
-    ctx, _measured = lab.walkthrough(lab.reference, run_folder=run_folder, type_hints=True,
-                                     out=None)
+    ctx, _measured = lab.walkthrough(lab.reference, run_folder=run_folder,
+                                     type_hints=typed_after, out=None)
     assert ctx.stops, "lab %s stopped nowhere with --cli" % number
     outputs = transcripts(ctx)
     assert len(outputs) == len(ctx.stops)

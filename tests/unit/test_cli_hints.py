@@ -95,3 +95,16 @@ def test_what_counts_as_a_guide_command():
     assert not is_command("web1 web1 web1 web2 web2 web3 …", NAMES)
     assert not is_command("sh -n", NAMES)                       # the shell's syntax check
     assert not is_command("client1 sysctl -w x=1 …", NAMES)     # abridged: not typable as is
+
+
+def test_a_test_can_type_a_wait_after_a_command_it_chooses(tmp_path):
+    """``type_hints`` as a callable: the stop's commands as printed, each followed by the
+    line the callable returns for it (None: nothing)."""
+    from redlab.labs import Context, Stop
+
+    def after(command):
+        return "h1 wait-for-it" if command.endswith("&") else None
+    ctx = Context(None, tmp_path, run_folder=tmp_path, out=None, type_hints=after)
+    script = ctx._script(Stop("look", ["h1 tcpdump -l arp &", "h2 ping -c 1 h1", "h1 kill %1"]))
+    assert script.read_text().splitlines() == [
+        "h1 tcpdump -l arp &", "h1 wait-for-it", "h2 ping -c 1 h1", "h1 kill %1"]
