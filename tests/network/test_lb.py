@@ -165,7 +165,9 @@ def test_fast_path_stops_sending_to_a_failed_server(run_folder):
         fault = faults.daemon_stop(lab["web2"].daemons["nginx"])
         wait_until(lambda: (lab.checker.transitions("web2", "down", since=fault.at),
                             lab.checker.transitions()), 5, "web2 to be marked down")
-        assert set(names(lab, 6)) == {"web1", "web3"}
+        # the fast path spreads new connections by the hash of their ports (select group
+        # slots, not rr's order): 24 requests miss web3 or web1 with a chance of 2 x 2^-24
+        assert set(names(lab, 24)) == {"web1", "web3"}
         fault.undo()
 
 
@@ -188,7 +190,9 @@ def test_inhibit_on_failure_keeps_the_server_listed_with_weight_0(run_folder):
         web2 = next(s for s in lab.status()["servers"] if s["name"] == "web2")
         assert web2["health"] == "down" and web2["effective_weight"] == 0 and web2["weight"] == 1
         assert "HTTP 500" in web2["reason"]
-        assert set(names(lab, 6)) == {"web1", "web3"}
+        # the fast path spreads new connections by the hash of their ports (select group
+        # slots, not rr's order): 24 requests miss web3 or web1 with a chance of 2 x 2^-24
+        assert set(names(lab, 24)) == {"web1", "web3"}
         fault.undo()
 
 

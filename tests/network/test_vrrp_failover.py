@@ -66,9 +66,11 @@ def test_use_vmac_without_garp_reaction_never_recovers(run_folder):
     assert result.vip_holder_after == "web2"        # keepalived did its part ...
     assert t.time_to_detect is not None
     assert not t.recovered                          # ... but the stale flow still points at web1
-    # nothing answered once the first request failed (one sent in the crash's first
-    # milliseconds may still reach web1)
+    # nothing answered once the first request failed: the only answers after the crash's
+    # mark are to requests sent while it was under way (web1's nginx not yet killed), the
+    # crash's own fraction of a second, however many requests a loaded machine fits in it
     assert not [s for s in t.samples if s.t >= t.first_failure_at and s.ok]
-    assert t.requests_lost >= t.requests_sent - 1
+    assert t.first_failure_at - t.fault_at < 0.5, (t.fault_at, t.first_failure_at)
+    assert t.requests_lost > 0.9 * t.requests_sent
     moved = [e for e in result.controller_events if e["event"] == "mac_moved"]
     assert moved and not moved[0]["flows_replaced"]
