@@ -5,7 +5,9 @@ and checked with `jsonschema <https://python-jsonschema.readthedocs.io>`_.  This
 adds what a person editing a file needs on top of the library:
 
 * :func:`load_yaml` reads a file with PyYAML's ``SafeLoader``, refuses a key written
-  twice in one mapping, and keeps the YAML nodes so that a mistake can name its line;
+  twice in one mapping and aliases that expand to more than :data:`MAX_VALUES` values
+  (:func:`bounded_safe_load` alone, for files with no schema), and keeps the YAML nodes
+  so that a mistake can name its line;
 * :func:`check` validates, picks the most relevant error
   (``jsonschema.exceptions.best_match``, ranked so that a misspelt key comes first, then
   a wrong value, then a missing field) and turns it into ONE sentence that names the
@@ -67,6 +69,7 @@ __all__ = [
     "expected",
     "YamlDocument",
     "load_yaml",
+    "bounded_safe_load",
     "check",
     "with_defaults",
     "field_path",
@@ -490,6 +493,47 @@ class _StrictLoader(yaml.SafeLoader):
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                               _StrictLoader.construct_mapping)
 
+# Anchors and aliases let a few lines stand for an exponential number of values ("a
+# billion laughs"): PyYAML shares them, but whoever walks the data (a schema check, a
+# lab) walks every one.  A file a person writes holds far fewer.
+MAX_VALUES = 100_000
+
+
+def expanded_size(node, seen=None):
+    """How many values ``node`` stands for once every alias is written out (computed on
+    the node graph, each node once)."""
+    seen = {} if seen is None else seen
+    if id(node) in seen:
+        return seen[id(node)]
+    seen[id(node)] = 1                  # a recursive alias counts once, never loops
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(expanded_size(k, seen) + expanded_size(v, seen) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(expanded_size(item, seen) for item in node.value)
+    else:
+        size = 1
+    seen[id(node)] = size
+    return size
+
+
+class TooManyValues(yaml.YAMLError):
+    def __str__(self):
+        return ("its anchors and aliases stand for more than %d values; write the values "
+                "out" % MAX_VALUES)
+
+
+def bounded_safe_load(text):
+    """``yaml.safe_load`` of a student's or an operator's file, refusing one whose aliases
+    expand to more than :data:`MAX_VALUES` values (:class:`TooManyValues`, a YAMLError)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and expanded_size(node) > MAX_VALUES:
+            raise TooManyValues()
+        return None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
 
 class YamlDocument:
     """A YAML file read by :func:`load_yaml`: its data and where each field was written."""
@@ -550,6 +594,8 @@ def load_yaml(path, label="file", error=ValidationError):
     loader = _StrictLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None and expanded_size(node) > MAX_VALUES:
+            raise TooManyValues()
         data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

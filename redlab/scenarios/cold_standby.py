@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from controllers.validation import bounded_safe_load
 from redlab import observe
 from redlab.errors import ConfigError, RedlabError, WaitTimeout
 from redlab.probe import analyse
@@ -51,7 +52,7 @@ def values(submission, router):
         raise ConfigError("the submission has no %s.yaml (looked in %s); start from the lab's "
                           "submission/ folder" % (router, submission))
     try:
-        data = yaml.safe_load(path.read_text())
+        data = bounded_safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError("%s.yaml is not valid YAML: %s" % (router, exc)) from None
     if not isinstance(data, dict):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from controllers.validation import bounded_safe_load
 from redlab import addressing as ap
 from redlab.agent import HostAgent
 from redlab.errors import ConfigError, WaitTimeout
@@ -58,7 +59,7 @@ class Submission:
 def load_submission(path, servers=3):
     """Read and validate ``dns.yaml``; a ConfigError names the field to fix."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = bounded_safe_load(Path(path).read_text())
     except yaml.YAMLError as exc:
         raise ConfigError("dns.yaml is not valid YAML: %s" % str(exc).replace("\n", " "))
     if not isinstance(data, dict):

@@ -27,6 +27,7 @@ import yaml
 
 from controllers.schedulers import (CLASSIC, RealServer, dh_hashkey, make_scheduler,
                                     sh_hashkey)
+from controllers.validation import bounded_safe_load
 from redlab import addressing as ap
 from redlab import observe
 from redlab.agent import ClientAgent
@@ -154,7 +155,7 @@ class PredictionTask:
     def declared(self, submission):
         """The ``student:`` written in the submission's file (None: none, or unreadable)."""
         try:
-            data = yaml.safe_load((Path(submission) / self.file).read_text())
+            data = bounded_safe_load((Path(submission) / self.file).read_text())
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             return None
         student = data.get("student") if isinstance(data, dict) else None
@@ -203,7 +204,7 @@ class PredictionTask:
             return None, ["there is no %s in %s; copy the lab's submission/%s and fill it in"
                           % (self.file, submission, self.file)]
         try:
-            data = yaml.safe_load(path.read_text())
+            data = bounded_safe_load(path.read_text())
         except UnicodeDecodeError:
             return None, ["%s is not UTF-8 text; save it as UTF-8" % self.file]
         except yaml.YAMLError as exc:
