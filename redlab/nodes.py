@@ -68,10 +68,9 @@ class RedlabHost(Host):
 
     def addresses(self, intf=None):
         """The IPv4 addresses on ``intf`` (default: every interface, lo too), as
-        ``a.b.c.d/prefix``, from ``ip -4 -o addr show``."""
-        out = self.cmd("ip -4 -o addr show%s" % (" dev %s" % intf if intf else ""))
-        return [line.split(" inet ", 1)[1].split()[0] for line in out.splitlines()
-                if " inet " in line]
+        ``a.b.c.d/prefix`` (:func:`redlab.observe.addresses`, one list)."""
+        from redlab import observe
+        return [a for found in observe.addresses(self, intf).values() for a in found]
 
     def holds(self, address, intf=None):
         """Is ``address`` on ``intf`` (or on any interface)?  ``a.b.c.d/prefix`` must match
