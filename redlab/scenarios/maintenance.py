@@ -28,7 +28,7 @@ import time
 
 from controllers.validation import ValidationError, check, load_yaml
 from redlab.errors import ConfigError, RedlabError, WaitTimeout
-from redlab.observe import sysctl
+from redlab.observe import set_sysctls
 from redlab.probe import Probe
 from redlab.scenarios.lb import LoadBalancedService
 from redlab.wait import wait_until
@@ -162,13 +162,11 @@ def small_buffers(host, key, values):
     """Set a TCP buffer sysctl (``net.ipv4.tcp_wmem``: min, default, max) in ``host``'s
     namespace and check it took: what the kernel buffers is delivered even after the
     sender's process is gone."""
-    text = " ".join(str(v) for v in values)
-    host.cmd("sysctl -qw %s='%s'" % (key, text))
-    got = str(sysctl(host, key)).split()
-    if got != [str(v) for v in values]:
-        raise RedlabError("%s refused %s=%s (it has %s); the lab needs a kernel whose "
-                          "network namespaces have their own TCP buffers" % (
-                              host.name, key, text, " ".join(got)))
+    try:
+        set_sysctls(host, {key: " ".join(str(v) for v in values)})
+    except RedlabError as exc:
+        raise RedlabError("%s; the lab needs a kernel whose network namespaces have their "
+                          "own TCP buffers" % exc) from None
 
 
 # -- the run ---------------------------------------------------------------------------------

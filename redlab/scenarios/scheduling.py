@@ -292,7 +292,7 @@ class SchedulingBench:
         self.client_ip = lab.client.IP()
         self.half_open_ports = tuple(half_open_ports)
         self.half_open_port = self.half_open_ports[0]
-        lab.client.cmd("sysctl -qw net.ipv4.ip_local_port_range='%s'" % ephemeral_ports)
+        observe.set_sysctls(lab.client, {"net.ipv4.ip_local_port_range": ephemeral_ports})
         low, high = self.half_open_ports
         for name in self.servers:
             host = lab[name]
