@@ -27,8 +27,7 @@ from redlab.labs import Stop
 from redlab.net import Network
 from redlab.recorders import ArpCapture
 from redlab.scenarios.arp_takeover import (Narrator, Watch, ended, garp_repeat_zero_refused,
-                                           holds_on, run_on_bench, table, tune_neigh_timers,
-                                           wait_state)
+                                           run_on_bench, table, tune_neigh_timers, wait_state)
 from redlab.student import ScriptRun
 from redlab.system import require_binary
 
@@ -109,7 +108,7 @@ def walkthrough(ctx):
             say("  web1# bash %s %s %s" % (script, w1, vip_cidr))
             move.follow(ScriptRun(web1, script, [w1, vip_cidr], timeout=DATA["script_timeout"]))
             r = m["move_vip_sh"] = move.finish("with %s" % SCRIPT)
-            r.update(holds_vip=holds_on(web1, w1, vip_cidr),
+            r.update(holds_vip=web1.holds(vip_cidr, w1),
                      addresses=observe.addresses(web1, w1).get(w1, []))
             r["controller"] = move.after("after %s" % SCRIPT)
             m["time_with_garp"] = r["time_without_service"]

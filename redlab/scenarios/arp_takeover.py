@@ -68,11 +68,6 @@ def tune_neigh_timers(show, client, timers, probe):
                 stale_bound_with_probe=round(bound, 2))
 
 
-def holds_on(host, intf, cidr):
-    """Whether ``cidr`` (address/prefix) is on ``host``'s ``intf``."""
-    return cidr in observe.addresses(host, intf).get(intf, [])
-
-
 def ended(code, output):
     """How a :class:`~redlab.student.ScriptRun` ended, in words: its exit code (or the limit
     that ended it) and its last line of output, for a check's reason."""
@@ -334,7 +329,7 @@ def table(say, rows):
 def wait_state(daemon, state, host=None, cidr=None, timeout=10):
     """Wait until keepalived ``daemon`` is in ``state`` (and ``host`` holds ``cidr``)."""
     def reached():
-        held = cidr is None or holds_on(host, host.defaultIntf().name, cidr)
+        held = cidr is None or host.holds(cidr, host.defaultIntf().name)
         return daemon.current_state() == state and held, daemon.transitions()
     wait_until(reached, timeout, "%s's keepalived to be %s%s" % (
         daemon.node.name, state, " with %s" % cidr if cidr else ""))
