@@ -34,6 +34,7 @@ class FailoverResult:
     vip_holder_before: str
     vip_holder_after: str
     controller_events: list = field(default_factory=list)
+    vip_taken_after: object = None  # s from the crash until web2 held the VIP (ip monitor)
     run_folder: str = ""
     report: str = ""
 
@@ -41,7 +42,8 @@ class FailoverResult:
         return dict(mode=self.mode, timeline=self.timeline.as_dict(), arp_before=self.arp_before,
                     arp_after=self.arp_after, vip_holder_before=self.vip_holder_before,
                     vip_holder_after=self.vip_holder_after,
-                    controller_events=self.controller_events, run_folder=self.run_folder,
+                    controller_events=self.controller_events,
+                    vip_taken_after=self.vip_taken_after, run_folder=self.run_folder,
                     report=self.report)
 
     def summary(self):
@@ -125,6 +127,8 @@ def from_record(record, label, use_vmac, garp_reaction, report=""):
         vip_holder_before=_holder(holders_at(_sets(holders), fault)),
         vip_holder_after=_holder(holders_at(_sets(holders), 1e9)) or "nobody",
         controller_events=[e for e in observed["controller"] if e["t"] >= fault],
+        vip_taken_after=next((round(t - fault, 3) for t, hosts in holders
+                              if t >= fault and "web2" in hosts), None),
         run_folder=record["run_folder"], report=report)
 
 

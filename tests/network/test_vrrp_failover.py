@@ -25,10 +25,12 @@ def assert_failed_over(result):
     assert result.vip_holder_before == "web1" and result.vip_holder_after == "web2"
     # keepalived: master down after 3 x advert_int + skew (~3.6 s with advert_int 1)
     assert t.time_to_detect is not None and 2.5 < t.time_to_detect < 5, t
-    # recovery is timed by the request's send time and detection by keepalived's notify
-    # script, which runs a few ms after the transition: a request sent just before the
-    # notify (one probe interval) may be the first one answered
-    assert t.time_to_detect - 0.1 <= t.time_to_recover < t.time_to_detect + 2, t
+    # recovery is timed by the request's send time, detection by keepalived's notify
+    # script (late on a loaded machine): no request is answered before web2 holds the
+    # VIP (ip monitor's clock), but one sent a probe interval before it may be
+    assert result.vip_taken_after is not None, result
+    assert result.vip_taken_after - 0.1 <= t.time_to_recover < t.time_to_detect + 2, (
+        result.vip_taken_after, t)
     assert 0 < t.requests_lost < t.requests_sent
 
 
