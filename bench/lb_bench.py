@@ -17,8 +17,11 @@ beside it (``dpif-netdev/pmd-stats-show``: what each new connection costs the sw
 slow path); then a failover with the same check settings for ours and HAProxy's
 (interval 200 ms, fall 2, rise 2, HTTP check): time to recover and requests lost, from
 the drill drills/lb-vs-haproxy.yaml run by the drill engine on fresh networks.
-It prints a table of ratios to (a) and writes it to the run folder.  Figures are
-noisy: compare the ratios of one run, not absolute numbers across machines.
+Every round of (b) and (c) is paired with a round of (a) measured just before it, and
+the ratio printed is the median of the rounds' ratios (their range beside it): figures
+move by 20-30 % between rounds on a small machine and drift over a run, so each is
+compared with the baseline of its own minute.  It prints the table and writes it to the
+run folder; compare the ratios of one run, not absolute numbers across machines.
 """
 
 import argparse
@@ -83,12 +86,30 @@ def figure(lab, url, seconds, close):
     return result
 
 
-def measure(lab, url, seconds, rounds=3):
-    """Each figure ``rounds`` times; the round with the median rate is kept."""
+def measure(lab, url, seconds, rounds=3, baseline=None):
+    """Each figure ``rounds`` times, the round with the median rate kept.
+
+    With ``baseline`` (the direct URL), every round of the figure is paired with a round
+    of the baseline measured just before it, and the figure's ratio is the median of the
+    rounds' ratios: on two cores shared by wrk, nginx and ovs-vswitchd the same figure
+    moves by 20-30 % between rounds (and drifts over a run), so a ratio against the
+    baseline of the run's first minute says as much about the machine as about the
+    switch.  The direct rounds are kept too (``baseline_rounds``)."""
     def median_of(close):
-        runs = sorted((figure(lab, url, seconds, close) for _ in range(rounds)),
-                      key=lambda r: r["rate"])
-        return dict(runs[len(runs) // 2], rounds=[r["rate"] for r in runs])
+        runs, ratios, base_rates = [], [], []
+        for _ in range(rounds):
+            if baseline:
+                base = figure(lab, baseline, seconds, close)
+                base_rates.append(base["rate"])
+            run = figure(lab, url, seconds, close)
+            runs.append(run)
+            if baseline:
+                ratios.append(run["rate"] / max(base["rate"], 1))
+        runs.sort(key=lambda r: r["rate"])
+        out = dict(runs[len(runs) // 2], rounds=[r["rate"] for r in runs])
+        if baseline:
+            out.update(ratio=_median(ratios), ratios=sorted(ratios), baseline_rounds=base_rates)
+        return out
     return dict(keepalive=median_of(False), close=median_of(True))
 
 
@@ -116,6 +137,28 @@ def _median(values):
     import statistics
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def markdown_table(results):
+    """The figures as a markdown table: each ratio is the median of the ratios of the
+    figure's rounds to the direct rounds paired with them (their range beside it); the
+    direct row gives the median of every direct round of the run."""
+    lines = ["| target | new conn/s (Connection: close) | ratio (range) | upcalls/conn "
+             "| keep-alive req/s | ratio (range) | upcalls/req |", "|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        cells = [name]
+        for mode, unit in (("close", "%.3f"), ("keepalive", "%.4f")):
+            f = r[mode]
+            if "ratio" in f:
+                rate, ratio = f["rate"], "%.2fx (%.2f-%.2f)" % (f["ratio"], f["ratios"][0],
+                                                              f["ratios"][-1])
+            else:       # the baseline: every direct round of the run
+                rate = _median(f["rounds"] + [x for other in results.values()
+                                              for x in other[mode].get("baseline_rounds", [])])
+                ratio = "1.00x"
+            cells += ["%.0f" % rate, ratio, unit % f["upcalls_per_request"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv=None):
@@ -148,29 +191,22 @@ def main(argv=None):
             fall=CHECK["fall"], check_path="/health", maxconn=8000))
         lab.wait_servers_known()
         print("measuring (%d s per figure) ..." % args.seconds, flush=True)
-        results["direct web1"] = measure(lab, "http://%s/" % ap.web(1), args.seconds, args.rounds)
-        results["HAProxy"] = measure(lab, "http://%s/" % ap.director(), args.seconds, args.rounds)
+        direct = "http://%s/" % ap.web(1)
+        results["direct web1"] = measure(lab, direct, args.seconds, args.rounds)
+        results["HAProxy"] = measure(lab, "http://%s/" % ap.director(), args.seconds,
+                                     args.rounds, baseline=direct)
         for algo in algos:
             lab.ctl.set_scheduler(algo)
             results["redlab VIP %s" % algo] = measure(lab, "http://%s/" % service.vip,
-                                                      args.seconds, args.rounds)
+                                                      args.seconds, args.rounds, baseline=direct)
             print("  %s done" % algo, flush=True)
         lab.ctl.set_fast_path(False)
         for algo in filter(None, args.exact.split(",")):
             lab.ctl.set_scheduler(algo)
             results["redlab VIP %s (exact mode)" % algo] = measure(
-                lab, "http://%s/" % service.vip, args.seconds, args.rounds)
+                lab, "http://%s/" % service.vip, args.seconds, args.rounds, baseline=direct)
             print("  %s (exact mode) done" % algo, flush=True)
-
-        base = results["direct web1"]
-        lines = ["| target | new conn/s (Connection: close) | ratio | upcalls/conn "
-                 "| keep-alive req/s | ratio | upcalls/req |", "|---|---|---|---|---|---|---|"]
-        for name, r in results.items():
-            lines.append("| %s | %.0f | %.2fx | %.3f | %.0f | %.2fx | %.4f |" % (
-                name, r["close"]["rate"], r["close"]["rate"] / max(base["close"]["rate"], 1),
-                r["close"]["upcalls_per_request"], r["keepalive"]["rate"],
-                r["keepalive"]["rate"] / max(base["keepalive"]["rate"], 1),
-                r["keepalive"]["upcalls_per_request"]))
+        lines = markdown_table(results)
 
         haproxy.stop()
         folder = lab.network.run.path
