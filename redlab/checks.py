@@ -80,15 +80,18 @@ def lab_data(lab_file, name="lab.yaml"):
 
 # -- reusable checks ----------------------------------------------------------------------
 
-def within(seconds, bound, what, derivation, **measured):
+def within(seconds, bound, what, derivation, never=None, **measured):
     """A duration within a bound derived from configured timers.
 
     ``what``: what took the time ("client1 was without service for"); ``derivation``: how
-    the bound follows from the timers ("3 x advert_int 1 s + 0.5 s"), printed with it."""
-    measured = dict(measured, seconds=seconds, bound=bound)
+    the bound follows from the timers ("3 x advert_int 1 s + 0.5 s"), printed with it;
+    ``never``: why there is no duration when ``seconds`` is None (default: it did not
+    happen within the run).  The drills' time expectations are this check too."""
+    measured = dict(measured, seconds=seconds, value=seconds, bound=bound)
     if seconds is None:
-        return fail("%s: never measured -- it did not happen within the run (bound %.1f s = %s)"
-                    % (what, bound, derivation), **measured)
+        return fail("%s: never measured -- %s (bound %.1f s = %s)"
+                    % (what, never or "it did not happen within the run", bound, derivation),
+                    **measured)
     if seconds <= bound:
         return ok("%s %.2f s, within %.2f s (%s)" % (what, seconds, bound, derivation),
                   **measured)
@@ -96,10 +99,19 @@ def within(seconds, bound, what, derivation, **measured):
                                                               derivation), **measured)
 
 
+def at_most(count, bound, what, of=None, **measured):
+    """A count at most a bound (``what``: "requests lost"; ``of``: out of how many)."""
+    measured = dict(measured, value=count, bound=bound)
+    counted = "%d of %d %s" % (count, of, what) if of is not None else "%d %s" % (count, what)
+    if count <= bound:
+        return ok("%s, at most %d allowed" % (counted, bound), **measured)
+    return fail("%s, more than the %d allowed" % (counted, bound), **measured)
+
+
 def arp_moved(entry, mac, client, ip, owner=None, why=""):
     """A client's ARP entry for ``ip`` holds ``mac`` (the new owner's): ``entry`` is a
-    :class:`redlab.observe.Neighbour` (or None) read after the move."""
-    got = entry.mac if entry else None
+    :class:`redlab.observe.Neighbour`, a MAC or None, read after the move."""
+    got = getattr(entry, "mac", entry)
     who = " (%s's)" % owner if owner else ""
     if got == mac:
         return ok("%s's ARP entry for %s moved to %s%s" % (client, ip, mac, who), mac=got)
@@ -141,10 +153,11 @@ def served_by(answers, allowed, what="the requests"):
         counts[server] = counts.get(server, 0) + 1
     shown = ", ".join("%s %d" % (s or "no answer", n) for s, n in sorted(
         counts.items(), key=lambda kv: (kv[0] is None, str(kv[0]))))
-    wrong = {s: n for s, n in counts.items() if s not in allowed}
+    wrong = sum(n for s, n in counts.items() if s not in allowed)
+    who = " or ".join(sorted(allowed))
     if not answers:
         return fail("%s: none was sent" % what, counts=counts)
     if wrong:
-        return fail("%s were not all served by %s: %s" % (what, " or ".join(sorted(allowed)),
-                                                           shown), counts=counts)
-    return ok("%s were served by %s" % (what, shown), counts=counts)
+        return fail("%s: %d of %d not served by %s (%s)" % (what, wrong, len(answers), who,
+                                                            shown), counts=counts)
+    return ok("%s: all %d served by %s (%s)" % (what, len(answers), who, shown), counts=counts)

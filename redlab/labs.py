@@ -73,6 +73,13 @@ class CheckResult:
         mark = ("PASS" if self.passed else "FAIL") if self.scored else "INFO"
         return "%s  %s: %s" % (mark, self.name, self.reason)
 
+    def record(self):
+        """The result as a drill record keeps an expectation: ``name``, ``passed``,
+        ``measured`` (the one value judged), ``bound`` and ``reason``."""
+        return dict(name=self.name, passed=bool(self.passed),
+                    measured=self.measured.get("value"), bound=self.measured.get("bound"),
+                    reason=self.reason)
+
 
 def passed(name, reason, **measured):
     return CheckResult(name, True, reason, measured)

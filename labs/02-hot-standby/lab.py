@@ -14,13 +14,13 @@ import dataclasses
 import time
 
 from redlab import addressing as ap
-from redlab.checks import arp_moved, check, fail, lab_data, ok, within
+from redlab.checks import arp_moved, check, fail, lab_data, ok, script_parses, within
 from redlab.faults import daemon_stop, host_crash
 from redlab.labs import Stop
 from redlab.net import Network
 from redlab.observe import Neighbour, neigh
 from redlab.probe import Probe, analyse
-from redlab.student import ScriptRun, syntax_check
+from redlab.student import ScriptRun
 from redlab.wait import WaitTimeout, wait_until
 
 TITLE = "Hot standby web server"
@@ -199,13 +199,8 @@ def service_down(ctx):
 
 @check("deploy script present", static=True, scored=False)  # an empty deploy.sh passes;
 def deploy_script_present(ctx, m):                          # a missing or broken one fails
-    script = ctx.submission / "deploy.sh"                   # the walk-through or "standby
-    if not script.exists():                                 # gets every update" too
-        return fail("there is no deploy.sh in %s" % ctx.submission)
-    parses, complaint = syntax_check(script, shell="sh")   # jailed: the student's file
-    if not parses:
-        return fail("deploy.sh has a syntax error: %s" % complaint)
-    return ok("deploy.sh is there and parses")
+    return script_parses(ctx.submission / "deploy.sh", shell="sh")  # the walk-through or
+                                                            # "standby gets every update" too
 
 
 @check("standby gets every update")

@@ -10,11 +10,9 @@ sooner.  Part C runs the same service.yaml with the kernel's IPVS (keepalived +
 ipvsadm), or says plainly that the kernel lacks ip_vs.
 """
 
-import collections
-
 from controllers.service import ServiceConfigError, load_service
 from redlab import addressing as ap
-from redlab.checks import check, fail, lab_data, ok
+from redlab.checks import check, fail, lab_data, ok, served_by
 from redlab.errors import ConfigError
 from redlab.labs import Stop
 from redlab.lb import render_keepalived_lvs
@@ -269,17 +267,15 @@ def healthy_server_keeps_serving(ctx, m):
         return fail("not measured: asked directly, web2 answered %s instead of HTTP 500, so the "
                     "lab's fault did not hold; run the grading again (the run folder keeps the "
                     "evidence)" % (m["broken_direct"]["web2"] or "nothing"))
-    n = len(m["after"])
-    wrong = collections.Counter("%s %s" % (s or "-", status or "no answer")
-                                for status, s in m["after"] if (status, s) != (200, "web1"))
-    if not wrong:
-        return ok("all %d requests during the faults were answered HTTP 200 by web1, while "
-                  "web2 itself answered HTTP 500" % n)
-    return fail("during the faults (web2 answering HTTP 500, web3 hung) %d of %d requests were "
-                "not answered HTTP 200 by the healthy web1: %s; every request must reach a "
-                "healthy server -- the check must take the broken servers out and keep web1 in"
-                % (sum(wrong.values()), n, ", ".join("%s x%d" % kv for kv in sorted(
-                    wrong.items()))), after=m["after"])
+    # who answered each request: web1 only if it answered HTTP 200 (the reusable check)
+    answers = [s if (status, s) == (200, "web1") else "%s HTTP %s" % (s or "-", status)
+               if status else None for status, s in m["after"]]
+    served = served_by(answers, {"web1"}, "the requests during the faults")
+    if served.passed:
+        return ok(served.reason + ", while web2 itself answered HTTP 500", **served.measured)
+    return fail("%s (web2 answering HTTP 500, web3 hung); every request must reach a healthy "
+                "server -- the check must take the broken servers out and keep web1 in"
+                % served.reason, after=m["after"], **served.measured)
 
 
 @check("detection time")

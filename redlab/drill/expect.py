@@ -2,6 +2,12 @@
 only inside the window of the timeline entry it follows, and only if that entry happened
 (no expectation passes because it ran before its fault); the run's measures.
 
+An expectation is a check of the labs' model (:mod:`redlab.checks`): its judge returns
+``ok``/``fail`` with one name (:func:`expectation_name`), and the verdicts that recur
+are the labs' reusable checks -- a duration within its bound (``within``), a count at most
+its bound (``at_most``), a VIP held by exactly one host (``held_by_one``), a client's ARP
+entry moved (``arp_moved``).  The record keeps each as ``CheckResult.record()``.
+
 Nothing here touches a network: :class:`Observations` is built by the engine from its
 recorders, and the unit tests build it by hand.
 """
@@ -10,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from redlab import checks
+from redlab.checks import at_most, fail, ok, within
 from redlab.probe import Sample, analyse
 
 NOT_HAPPENED = "its fault never happened"
@@ -80,8 +88,15 @@ def _bound(value):
     return "%g s" % value
 
 
-def _result(name, passed, measured, bound, reason):
-    return dict(name=name, passed=bool(passed), measured=measured, bound=bound, reason=reason)
+def _failed(reason, bound=None):
+    """A failed expectation with nothing measured."""
+    return fail(reason, value=None, bound=bound)
+
+
+def _within(took, item, key, what, never=None):
+    """The expectation's time against its bound ``item[key]``: the labs' ``within``."""
+    return within(None if took is None else round(took, 3), item[key], what,
+                  "the drill's %s" % key, never=never)
 
 
 def expectation_name(item):
@@ -122,23 +137,29 @@ def evaluate(expectations, obs):
 
 
 def evaluate_one(item, obs):
-    name = expectation_name(item)
+    """One expectation's result, as the record keeps it (``CheckResult.record()``)."""
+    result = _judge(item, obs)
+    result.name = expectation_name(item)
+    return result.record()
+
+
+def _judge(item, obs):
     if "during" in item:
         first, last = item["during"]
         if obs.marks.get(first) is None:
-            return _result(name, False, None, None, _never(obs, first))
+            return _failed(_never(obs, first))
         if obs.marks.get(last) is None:
-            return _result(name, False, None, None, "timeline entry %s never happened, so "
-                                                    "the window has no end" % last)
+            return _failed("timeline entry %s never happened, so the window has no end"
+                           % last)
         # until TO began: an undo (undrain, a daemon started again) can take effect
         # before it returns, and what it lets happen then is not the window's
         start, end = obs.marks[first], obs.began.get(last)
         end = obs.marks[last] if end is None else end
     else:
         if obs.marks.get(item["after"]) is None:
-            return _result(name, False, None, None, _never(obs, item["after"]))
+            return _failed(_never(obs, item["after"]))
         start, end = obs.window(item["after"])
-    return JUDGES[expectation_kind(item)](name, item, obs, start, end)
+    return JUDGES[expectation_kind(item)](item, obs, start, end)
 
 
 def _never(obs, entry_id):
@@ -147,41 +168,44 @@ def _never(obs, entry_id):
     return "its step (%s) never happened" % entry_id
 
 
-def _probe_window(name, item, bound, obs, start, end):
+def _probe_window(item, bound, obs, start, end):
     """The probe's requests in the window and their timeline, or (None, a failed result)
     when the probe sent nothing there."""
     samples = _between(obs.samples.get(item["probe"], []), start, end)
     if not samples:
-        return None, _result(name, False, None, bound, "probe %s sent no request after the "
-                             "fault" % item["probe"])
+        return None, _failed("probe %s sent no request after the fault" % item["probe"], bound)
     return samples, analyse(as_samples(samples), start)
 
 
-def _recover_within(name, item, obs, start, end):
-    bound = item["recover_within"]
-    samples, timeline = _probe_window(name, item, bound, obs, start, end)
-    if samples is None:
-        return timeline
-    took = timeline.time_to_recover
-    if took is None:
-        return _result(name, False, None, bound, "service not back %s after the fault "
-                       "(bound %s)" % (_secs(end - start), _bound(bound)))
-    return _result(name, took <= bound, round(took, 3), bound,
-                   "service back after %s (bound %s)" % (_secs(took), _bound(bound)))
+def recovered_within(timeline, item, key, waited, what="service back after"):
+    """The service back within ``item[key]`` (``timeline``: the probe's, from the fault;
+    ``waited``: how long the window lasted).  Game days score their restore with it."""
+    return _within(timeline.time_to_recover, item, key, what,
+                   never="the service was still down %s after the fault" % _secs(waited))
 
 
-def _max_lost(name, item, obs, start, end):
-    bound = item["max_lost"]
-    samples, timeline = _probe_window(name, item, bound, obs, start, end)
-    if samples is None:
-        return timeline
-    lost = timeline.requests_lost
+def lost_at_most(timeline, bound, sent):
+    """At most ``bound`` requests lost; a service that never came back fails whatever the
+    count (its loss had no end).  Game days score their losses with it."""
     if not timeline.recovered:
-        return _result(name, False, lost, bound, "the service never came back: %d of %d "
-                       "requests lost before the run ended (bound %d)"
-                       % (lost, len(samples), bound))
-    return _result(name, lost <= bound, lost, bound, "%d of %d requests lost (bound %d)"
-                   % (lost, len(samples), bound))
+        return fail("the service never came back: %d of %d requests lost before the run "
+                    "ended (bound %d)" % (timeline.requests_lost, sent, bound),
+                    value=timeline.requests_lost, bound=bound)
+    return at_most(timeline.requests_lost, bound, "requests lost", of=sent)
+
+
+def _recover_within(item, obs, start, end):
+    samples, timeline = _probe_window(item, item["recover_within"], obs, start, end)
+    if samples is None:
+        return timeline
+    return recovered_within(timeline, item, "recover_within", end - start)
+
+
+def _max_lost(item, obs, start, end):
+    samples, timeline = _probe_window(item, item["max_lost"], obs, start, end)
+    if samples is None:
+        return timeline
+    return lost_at_most(timeline, item["max_lost"], len(samples))
 
 
 def holders_at(changes, t):
@@ -194,7 +218,7 @@ def holders_at(changes, t):
     return current
 
 
-def _vip_held_by_one(name, item, obs, start, end):
+def _vip_held_by_one(item, obs, start, end):
     spec, bound = item["vip_held_by_one"], item["within"]
     hosts = set(spec["hosts"])
     changes = [(t, h & hosts) for t, h in obs.holders.get(spec["vip"], [])]
@@ -207,15 +231,11 @@ def _vip_held_by_one(name, item, obs, start, end):
             stable = t if stable is None else stable
         else:
             stable = None
-    final = states[-1][1]
-    if stable is None:
-        who = ", ".join(sorted(final)) if final else "nobody"
-        return _result(name, False, None, bound, "at the end the VIP was held by %s "
-                       "(%d hosts), not by exactly one" % (who, len(final)))
-    took = stable - start
-    return _result(name, took <= bound, round(took, 3), bound,
-                   "held by %s alone from %s after the fault on (bound %s)"
-                   % (next(iter(final)), _secs(took), _bound(bound)))
+    final = checks.held_by_one(sorted(states[-1][1]), spec["vip"])
+    if stable is None:          # the labs' held_by_one says who held it at the end
+        return _failed("at the end of the window: " + final.reason, bound)
+    return _within(stable - start, item, "within", "%s held by %s alone from"
+                   % (spec["vip"], final.measured["holders"][0]))
 
 
 def mac_at(entries, t):
@@ -227,40 +247,36 @@ def mac_at(entries, t):
     return mac
 
 
-def _arp_moved(name, item, obs, start, end):
+def _arp_moved(item, obs, start, end):
     spec, bound = item["arp_moved"], item["within"]
     target = obs.macs.get(spec["to"])
     entries = sorted(obs.arp.get((spec["client"], spec["vip"]), []), key=lambda e: e[0])
     before = mac_at(entries, start)
     if before == target:
-        return _result(name, False, None, bound, "%s's entry for %s already pointed to %s "
-                       "(%s) before the fault: nothing to move" % (
-                           spec["client"], spec["vip"], spec["to"], target))
+        return _failed("%s's entry for %s already pointed to %s (%s) before the fault: "
+                       "nothing to move" % (spec["client"], spec["vip"], spec["to"], target),
+                       bound)
     moved = next((t for t, mac in entries if start <= t <= end and mac == target), None)
-    if moved is None:
-        now = mac_at(entries, end)
-        return _result(name, False, None, bound, "%s's entry for %s still points to %s, not "
-                       "%s's %s" % (spec["client"], spec["vip"], now or "nothing",
-                                    spec["to"], target))
-    took = moved - start
-    return _result(name, took <= bound, round(took, 3), bound,
-                   "moved from %s to %s (%s) %s after the fault (bound %s)"
-                   % (before or "nothing", target, spec["to"], _secs(took), _bound(bound)))
+    if moved is None:           # the labs' arp_moved says what the entry held at the end
+        return _failed(checks.arp_moved(mac_at(entries, end), target, spec["client"],
+                                        spec["vip"], owner=spec["to"]).reason, bound)
+    return _within(moved - start, item, "within", "%s's ARP entry for %s moved from %s to "
+                   "%s (%s) after" % (spec["client"], spec["vip"], before or "nothing",
+                                      target, spec["to"]))
 
 
-def _never_failed(name, item, obs, start, end):
+def _never_failed(item, obs, start, end):
     samples = _between(obs.samples.get(item["never_failed"], []), start, end)
     if not samples:
-        return _result(name, False, None, 0, "probe %s sent no request in the window"
-                       % item["never_failed"])
+        return _failed("probe %s sent no request in the window" % item["never_failed"], 0)
     # a request still in flight when the window closed is judged by what closed it (seen:
     # one sent 0.1 ms before a hang began timed out because of the hang)
     failed = [s for s in samples if not s["ok"] and s["t"] + (s.get("latency") or 0.0) <= end]
     if failed:
-        return _result(name, False, len(failed), 0, "%d of %d requests failed, the first at "
-                       "t=%.2f s (%s)" % (len(failed), len(samples), failed[0]["t"],
-                                          failed[0].get("error") or "failed"))
-    return _result(name, True, 0, 0, "all %d requests answered" % len(samples))
+        return fail("%d of %d requests failed, the first at t=%.2f s (%s)"
+                    % (len(failed), len(samples), failed[0]["t"],
+                       failed[0].get("error") or "failed"), value=len(failed), bound=0)
+    return ok("all %d requests answered" % len(samples), value=0, bound=0)
 
 
 def detected_at(obs, start, end):
@@ -279,68 +295,63 @@ def served_by(sample, host, ip):
     return server == host or (ip is not None and ip in server.split(","))
 
 
-def _good_answers(name, item, bound, obs, start, end):
+def _good_answers(item, bound, obs, start, end):
     """The probe's good answers in the window, or ([], a failed result) when it got none."""
     good = [s for s in _between(obs.samples.get(item["probe"], []), start, end) if s["ok"]]
     if not good:
-        return good, _result(name, False, None, bound, "probe %s got no good answer after "
-                             "the entry" % item["probe"])
+        return good, _failed("probe %s got no good answer after the entry" % item["probe"],
+                             bound)
     return good, None
 
 
-def _served_by(name, item, obs, start, end):
+def _served_by(item, obs, start, end):
     """Every good answer from some time on (at most ``within`` after the entry) to the
     window's end came from the host; failures in between are another expectation's."""
     host, bound = item["served_by"], item["within"]
-    good, failed = _good_answers(name, item, bound, obs, start, end)
+    good, failed = _good_answers(item, bound, obs, start, end)
     if failed:
         return failed
     ip = obs.ips.get(host)
     others = [s for s in good if not served_by(s, host, ip)]
     if others and others[-1] is good[-1]:
-        return _result(name, False, None, bound, "the last answer came from %s, not %s"
-                       % (others[-1].get("served_by") or "nobody", host))
+        return _failed("the last answer came from %s, not %s"
+                       % (others[-1].get("served_by") or "nobody", host), bound)
     since = next(s for s in good if not others or s["t"] > others[-1]["t"])["t"]
-    took = max(0.0, since - start)
     tail = sum(1 for s in good if s["t"] >= since)
-    return _result(name, took <= bound, round(took, 3), bound,
-                   "all %d answers from %s after the entry came from %s (bound %s)"
-                   % (tail, _secs(took), host, _bound(bound)))
+    return _within(max(0.0, since - start), item, "within",
+                   "all %d answers came from %s from" % (tail, host))
 
 
-def _not_served_by(name, item, obs, start, end):
+def _not_served_by(item, obs, start, end):
     """No good answer named the host from some time on (at most ``within`` after the
     entry) to the window's end."""
     host, bound = item["not_served_by"], item["within"]
-    good, failed = _good_answers(name, item, bound, obs, start, end)
+    good, failed = _good_answers(item, bound, obs, start, end)
     if failed:
         return failed
     ip = obs.ips.get(host)
     named = [s for s in good if served_by(s, host, ip)]
     if named and named[-1] is good[-1]:
-        return _result(name, False, None, bound, "the last answer still named %s (%s)"
-                       % (host, named[-1].get("served_by")))
+        return _failed("the last answer still named %s (%s)"
+                       % (host, named[-1].get("served_by")), bound)
     after = [s for s in good if not named or s["t"] > named[-1]["t"]]
     took = max(0.0, after[0]["t"] - start) if named else 0.0
-    return _result(name, took <= bound, round(took, 3), bound,
-                   "no answer named %s from %s after the entry on (%d answers; bound %s)"
-                   % (host, _secs(took), len(after), _bound(bound)))
+    return _within(took, item, "within", "none of %d answers named %s from"
+                   % (len(after), host))
 
 
-def _fails_within(name, item, obs, start, end):
+def _fails_within(item, obs, start, end):
     """The probe saw the fault: a request sent in the window failed, and its answer (or
     timeout) came at most ``fails_within`` seconds after the entry."""
-    bound = item["fails_within"]
     failed = [s for s in _between(obs.samples.get(item["probe"], []), start, end)
               if not s["ok"]]
     if not failed:
-        return _result(name, False, None, bound, "probe %s never failed in the window (%s)"
+        return _within(None, item, "fails_within", "the probe's first failure",
+                       never="probe %s never failed in the window (%s)"
                        % (item["probe"], _secs(end - start)))
     first = failed[0]
-    took = first["t"] + (first.get("latency") or 0.0) - start
-    return _result(name, took <= bound, round(took, 3), bound,
-                   "first failure (%s) %s after the entry (bound %s)"
-                   % (first.get("error") or "failed", _secs(took), _bound(bound)))
+    return _within(first["t"] + (first.get("latency") or 0.0) - start, item, "fails_within",
+                   "first failure (%s) after" % (first.get("error") or "failed"))
 
 
 JUDGES = {"recover_within": _recover_within, "max_lost": _max_lost,

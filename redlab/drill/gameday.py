@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redlab.drill import actions
+from redlab.drill.expect import lost_at_most, recovered_within
 from redlab.drill.engine import (RECOVERED_GOOD, STEADY_TIMEOUT, WHEN_TIMEOUT, Runner,
                                  refuse_unsupported)
 from redlab.errors import ConfigError, WaitTimeout
@@ -133,30 +134,17 @@ def score(samples, fault_at, end, goal, commands):
                   commands_typed=len(commands), first_command_after=first,
                   broke=lost > 0, by_itself=restored is not None and lost > 0
                   and (first is None or restored < first))
-    bound = goal["restore_within"]
-    name = "service restored within %g s (probe %s)" % (bound, goal["probe"])
-    if restored is None:
-        items = [dict(name=name, passed=False, measured=None, bound=bound,
-                      reason="not restored within %g s: the service was still down %.2f s "
-                             "after the fault" % (bound, end - fault_at))]
-    elif restored > bound:
-        items = [dict(name=name, passed=False, measured=restored, bound=bound,
-                      reason="not restored within %g s: restored %.2f s after the fault"
-                             % (bound, restored))]
-    else:
-        items = [dict(name=name, passed=True, measured=restored, bound=bound,
-                      reason="restored %.2f s after the fault (target %g s)"
-                             % (restored, bound))]
+    # the drills' own expectations, so a game day is scored as a drill is judged
+    restore = recovered_within(timeline, goal, "restore_within", end - fault_at,
+                               what="service restored after")
+    restore.name = "service restored within %g s (probe %s)" % (goal["restore_within"],
+                                                                 goal["probe"])
+    items = [restore.record()]
     if goal["max_lost"] is not None:
-        most = goal["max_lost"]
-        if restored is None:
-            passed, why = False, "%d of %d requests lost and the service was not restored " \
-                                 "(target at most %d)" % (lost, len(window), most)
-        else:
-            passed, why = lost <= most, "%d of %d requests lost (target at most %d)" % (
-                lost, len(window), most)
-        items.append(dict(name="at most %d requests lost (probe %s)" % (most, goal["probe"]),
-                          passed=passed, measured=lost, bound=most, reason=why))
+        lost_result = lost_at_most(timeline, goal["max_lost"], len(window))
+        lost_result.name = "at most %d requests lost (probe %s)" % (goal["max_lost"],
+                                                                    goal["probe"])
+        items.append(lost_result.record())
     result["score"] = items
     result["met"] = all(item["passed"] for item in items)
     return result

@@ -107,3 +107,29 @@ def test_served_by_counts_who_answered():
     wrong = checks.served_by(["web1", None, "web3"], {"web1", "web2"})
     assert not wrong.passed and "no answer 1" in wrong.reason and "web3 1" in wrong.reason
     assert not checks.served_by([], {"web1"}).passed
+
+
+def test_at_most_counts_against_its_bound():
+    good = checks.at_most(3, 5, "requests lost", of=40)
+    assert good.passed and good.reason == "3 of 40 requests lost, at most 5 allowed"
+    bad = checks.at_most(6, 5, "requests lost")
+    assert not bad.passed and bad.reason == "6 requests lost, more than the 5 allowed"
+    assert (bad.measured["value"], bad.measured["bound"]) == (6, 5)
+
+
+def test_a_drill_expectation_is_a_check_of_the_same_model():
+    """The drill's recover_within and a lab's time bound are the one ``within`` check, and
+    a drill record keeps the result as ``CheckResult.record()``."""
+    from redlab.drill.expect import Observations, evaluate_one
+
+    samples = [dict(t=n / 10, ok=not 10 <= n < 25, latency=0.001, served_by="web1",
+                    error=None) for n in range(50)]
+    obs = Observations(marks={"crash": 1.0}, entries={"crash": {"fault": "host_crash"}},
+                       samples={"web": samples}, probe_interval={"web": 0.1}, end=5.0)
+    record = evaluate_one({"after": "crash", "recover_within": 2.0, "probe": "web"}, obs)
+    same = checks.within(1.5, 2.0, "service back after", "the drill's recover_within")
+    same.name = "service back within 2 s after crash (probe web)"
+    assert record == same.record()
+    assert record["measured"] == 1.5 and record["bound"] == 2.0 and record["passed"]
+    lost = evaluate_one({"after": "crash", "max_lost": 10, "probe": "web"}, obs)
+    assert lost["reason"] == checks.at_most(15, 10, "requests lost", of=40).reason

@@ -46,14 +46,15 @@ def test_recover_within_measures_from_the_fault_mark():
     result = evaluate_one({"after": "crash", "recover_within": 5.0, "probe": "web"},
                           observations())
     assert result["passed"] and result["measured"] == pytest.approx(4.5)
-    assert result["reason"] == "service back after 4.50 s (bound 5 s)"
+    assert result["reason"] == "service back after 4.50 s, within 5.00 s (the drill's " \
+                               "recover_within)"
 
 
 def test_a_too_tight_deadline_fails_with_the_measured_value():
     result = evaluate_one({"after": "crash", "recover_within": 0.5, "probe": "web"},
                           observations())
     assert not result["passed"] and result["measured"] == pytest.approx(4.5)
-    assert "4.50 s" in result["reason"] and "bound 0.5 s" in result["reason"]
+    assert "4.50 s" in result["reason"] and "bound 0.50 s" in result["reason"]
 
 
 def test_an_expectation_whose_fault_never_happened_fails_though_all_was_well():
@@ -111,7 +112,8 @@ def test_vip_held_by_one_and_split_brain():
     both = observations(holders={VIP: [(0.0, frozenset({"web1"})),
                                        (5.5, frozenset({"web1", "web2"}))]})
     result = evaluate_one(item, both)
-    assert not result["passed"] and "web1, web2 (2 hosts)" in result["reason"]
+    assert not result["passed"] and "web1 and web2 all hold 10.0.0.100 at once" in \
+        result["reason"]
     late = observations(holders={VIP: [(0.0, frozenset({"web1"})), (2.0, frozenset()),
                                        (8.0, frozenset({"web2"}))]})
     result = evaluate_one(item, late)

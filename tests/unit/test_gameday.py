@@ -82,8 +82,9 @@ def test_restored_in_time_meets_both_targets():
     assert result["met"] and not result["by_itself"] and result["broke"]
     assert result["commands_typed"] == 2 and result["first_command_after"] == 0.5
     assert [(i["passed"], i["measured"], i["bound"], i["reason"]) for i in result["score"]] == [
-        (True, 2.0, 5.0, "restored 2.00 s after the fault (target 5 s)"),
-        (True, 20, 20, "20 of 100 requests lost (target at most 20)")]
+        (True, 2.0, 5.0, "service restored after 2.00 s, within 5.00 s "
+                         "(the drill's restore_within)"),
+        (True, 20, 20, "20 of 100 requests lost, at most 20 allowed")]
 
 
 def test_restored_too_late_misses_with_the_measured_values():
@@ -91,9 +92,10 @@ def test_restored_too_late_misses_with_the_measured_values():
     restore, lost = result["score"]
     assert not result["met"]
     assert (restore["passed"], restore["measured"]) == (False, 7.0)
-    assert restore["reason"] == "not restored within 5 s: restored 7.00 s after the fault"
+    assert restore["reason"] == "service restored after 7.00 s, more than the bound 5.00 s " \
+                                "(the drill's restore_within)"
     assert (lost["passed"], lost["measured"]) == (False, 70)
-    assert lost["reason"] == "70 of 100 requests lost (target at most 20)"
+    assert lost["reason"] == "70 of 100 requests lost, more than the 20 allowed"
 
 
 def test_never_restored_says_how_long_it_was_down():
@@ -101,11 +103,12 @@ def test_never_restored_says_how_long_it_was_down():
     restore, lost = result["score"]
     assert result["time_to_restore"] is None and not result["met"]
     assert (restore["passed"], restore["measured"]) == (False, None)
-    assert restore["reason"] == "not restored within 5 s: the service was still down " \
-                                "9.50 s after the fault"
+    assert restore["reason"] == "service restored after: never measured -- the service was " \
+                                "still down 9.50 s after the fault (bound 5.0 s = the drill's " \
+                                "restore_within)"
     assert (lost["passed"], lost["measured"]) == (False, 95)
-    assert lost["reason"] == "95 of 95 requests lost and the service was not restored " \
-                             "(target at most 20)"
+    assert lost["reason"] == "the service never came back: 95 of 95 requests lost before " \
+                             "the run ended (bound 20)"
 
 
 def test_samples_outside_the_attempt_do_not_count():
@@ -145,7 +148,8 @@ def test_the_result_reveals_the_fault_and_scores_each_target():
         gameday.score(samples((2.0, 4.0)), 2.0, 12.0, GOAL, typed), typed))
     assert lines[0] == "game day cold-standby-gameday, seed 1: the fault was host_crash r1 " \
                        "(timeline id r1-crash), injected at t=2.00 s"
-    assert lines[1].startswith("  met  service restored within 5 s (probe web) -- restored")
+    assert lines[1].startswith("  met  service restored within 5 s (probe web) -- service "
+                               "restored after 2.00 s")
     assert "2 command(s) typed, the first 0.50 s after the fault:" in lines[3]
     assert lines[4] == "    t=   2.50 s  cmd 0"
     assert lines[-1] == "  score: 2 of 2 targets met"
@@ -167,8 +171,8 @@ def test_the_result_of_a_fault_that_heals_itself_says_so():
                         "0.02 s after it"
     missed = gameday.result_lines(record_of(
         gameday.score(samples((2.0, None)), 2.0, 12.0, GOAL, [])))
-    assert missed[1].startswith("  MISS service restored within 5 s (probe web) -- not "
-                                "restored within 5 s")
+    assert missed[1].startswith("  MISS service restored within 5 s (probe web) -- service "
+                                "restored after: never measured")
     assert missed[-1] == "  score: 0 of 2 targets met"
 
 
