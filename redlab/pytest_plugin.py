@@ -214,11 +214,13 @@ class _Results:
 
 
 def grade_with_pytest(lab, submission, student=None, class_mode=False, narrate=False,
-                      run_folder=None):
+                      run_folder=None, junitxml=None):
     """Grade ``submission`` as ``pytest --lab`` does, in this process; the results.
 
     pytest runs with redlab's own ini (:data:`GRADE_INI`: no project options, no cache
     written) and quiet: ``redlab grade`` prints its own report from the results.
+    ``junitxml``: where pytest's own JUnit report of the items goes (what
+    ``pytest --lab --junitxml`` writes).
     """
     from redlab.errors import RedlabError
     args = ["-c", str(GRADE_INI), "--rootdir", str(lab.folder), "--confcutdir",
@@ -233,6 +235,8 @@ def grade_with_pytest(lab, submission, student=None, class_mode=False, narrate=F
         args.append("--run-folder=%s" % run_folder)
     if narrate:
         args += ["--narrate", "-s"]
+    if junitxml is not None:
+        args.append("--junitxml=%s" % junitxml)
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         args += ["-p", "redlab.pytest_plugin"]
     taker = _Results()

@@ -215,16 +215,35 @@ def network(request, run_folder):
 @pytest.fixture
 def grade(run_folder):
     """``grade(lab, submission)`` -> {check name: CheckResult}, run folders in the test's;
-    graded as ``redlab grade`` grades (a staged copy, through the pytest plugin)."""
-    from redlab import labs
+    graded as ``redlab grade`` grades (a staged copy, through the pytest plugin).
 
+    Every grade also checks that the two tools agree on it: pytest's own JUnit report of
+    the items (what ``pytest --lab --junitxml`` writes) and the report ``redlab grade
+    --json`` writes from the results give the same items, verdicts and reasons -- so every
+    reference and broken case of tests/labs is checked for agreement, on its one network
+    run (``tests/labs/test_tools_agree.py`` runs both commands as a user does)."""
+    import json
+
+    from redlab import labs
     from redlab.pytest_plugin import grade_with_pytest
+    from tests.unit.test_pytest_plugin import agree, junit_cases
 
     def run(lab, submission):
         # through the pytest plugin, as `redlab grade` and `pytest --lab` grade
         lab = labs.find(lab) if isinstance(lab, str) else lab
-        results = grade_with_pytest(lab, submission, narrate=True,
-                                    run_folder=run_folder / Path(submission).name)
+        folder = run_folder / Path(submission).name
+        folder.mkdir(parents=True, exist_ok=True)
+        junit, report = folder / "pytest-junit.xml", folder / "grade.json"
+        results = grade_with_pytest(lab, submission, narrate=True, run_folder=folder,
+                                    junitxml=junit)
+        labs.write_json(report, lab, results, submission)
+        checks = {c["name"]: c for c in json.loads(report.read_text())["checks"]}
+        cases = junit_cases(junit)
+        assert cases and checks, (junit, report)
+        assert list(cases) == list(checks) or any(
+            c["name"] in ("walk-through", "submission") for c in checks.values()), \
+            (list(cases), list(checks))
+        agree(cases, checks)
         return {r.name: r for r in results}
     return run
 

@@ -4,8 +4,10 @@ from a folder outside the project).
 
 On an empty submission: most walk-throughs stop at the first file they read, before any
 network, and the file-level checks still run; lab 06's runs its network (its measurement
-needs no file) and grades the missing predictions.  The references and broken cases are
-graded through the same plugin by every tests/labs test (the ``grade`` fixture)."""
+needs no file) and grades the missing predictions.  Every reference and broken case of
+tests/labs is checked for agreement too, on its own network run: the ``grade`` fixture
+(tests/conftest.py) compares pytest's JUnit report of the items with the report
+``redlab grade --json`` writes from the same results."""
 
 import pytest
 

@@ -74,6 +74,11 @@ def pytest_lab(tmp_path, lab, sub, *extra):
     run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                           "--lab=%s" % lab, "--submission=%s" % sub, "--junitxml", str(junit)]
                          + list(extra), cwd=tmp_path, capture_output=True, text=True)
+    return run, junit_cases(junit)
+
+
+def junit_cases(junit):
+    """pytest's JUnit report: item name -> ok, its properties and its failure message."""
     cases = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
@@ -81,7 +86,7 @@ def pytest_lab(tmp_path, lab, sub, *extra):
         cases[case.get("name")] = dict(ok=failure is None, props=props,
                                        message=None if failure is None
                                        else failure.get("message"))
-    return run, cases
+    return cases
 
 
 def redlab_grade(tmp_path, lab, sub):
