@@ -197,10 +197,11 @@ def service_down(ctx):
     return result
 
 
-@check("deploy script present", static=True, scored=False)  # an empty deploy.sh passes;
-def deploy_script_present(ctx, m):                          # a missing or broken one fails
-    return script_parses(ctx.submission / "deploy.sh", shell="sh")  # the walk-through or
-                                                            # "standby gets every update" too
+# information: an empty deploy.sh passes; a missing or broken one fails the walk-through
+# or "standby gets every update" too
+@check("deploy script present", static=True, scored=False)
+def deploy_script_present(ctx, m):
+    return script_parses(ctx.submission / "deploy.sh", shell="sh")
 
 
 @check("standby gets every update")
