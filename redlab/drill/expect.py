@@ -288,7 +288,7 @@ def detected_at(obs, start, end):
     return min(seen) if seen else None
 
 
-def served_by(sample, host, ip):
+def names_host(sample, host, ip):
     """Whether ``host`` answered: an HTTP probe's ``X-Served-By`` names it, or a DNS
     probe's answers (addresses joined by ",") include its address."""
     server = sample.get("served_by") or ""
@@ -312,7 +312,7 @@ def _served_by(item, obs, start, end):
     if failed:
         return failed
     ip = obs.ips.get(host)
-    others = [s for s in good if not served_by(s, host, ip)]
+    others = [s for s in good if not names_host(s, host, ip)]
     if others and others[-1] is good[-1]:
         return _failed("the last answer came from %s, not %s"
                        % (others[-1].get("served_by") or "nobody", host), bound)
@@ -330,7 +330,7 @@ def _not_served_by(item, obs, start, end):
     if failed:
         return failed
     ip = obs.ips.get(host)
-    named = [s for s in good if served_by(s, host, ip)]
+    named = [s for s in good if names_host(s, host, ip)]
     if named and named[-1] is good[-1]:
         return _failed("the last answer still named %s (%s)"
                        % (host, named[-1].get("served_by")), bound)
