@@ -154,7 +154,7 @@ def test_fixed_schedule_stops_when_told_and_waits_for_requests_in_flight():
 
 
 def test_workers_cover_one_timeout_of_requests():
-    assert pa.workers_for(0.05, 0.5) == 12
+    assert pa.workers_for(0.05, 0.5) == 20       # 10 in flight, 10 owed by 0.5 s late
     assert pa.workers_for(1.0, 0.5) == 3
 
 
