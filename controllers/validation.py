@@ -522,15 +522,23 @@ class TooManyValues(yaml.YAMLError):
                 "out" % MAX_VALUES)
 
 
+def _construct_bounded(loader):
+    """``(node, data)`` of ``loader``'s one document, refused (:class:`TooManyValues`)
+    before it is built when its aliases expand to more than :data:`MAX_VALUES` values."""
+    node = loader.get_single_node()
+    if node is None:
+        return None, None
+    if expanded_size(node) > MAX_VALUES:
+        raise TooManyValues()
+    return node, loader.construct_document(node)
+
+
 def bounded_safe_load(text):
     """``yaml.safe_load`` of a student's or an operator's file, refusing one whose aliases
     expand to more than :data:`MAX_VALUES` values (:class:`TooManyValues`, a YAMLError)."""
     loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is not None and expanded_size(node) > MAX_VALUES:
-            raise TooManyValues()
-        return None if node is None else loader.construct_document(node)
+        return _construct_bounded(loader)[1]
     finally:
         loader.dispose()
 
@@ -593,10 +601,7 @@ def load_yaml(path, label="file", error=ValidationError):
                     f"line {line}); save it as UTF-8") from None
     loader = _StrictLoader(text)
     try:
-        node = loader.get_single_node()
-        if node is not None and expanded_size(node) > MAX_VALUES:
-            raise TooManyValues()
-        data = None if node is None else loader.construct_document(node)
+        node, data = _construct_bounded(loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
