@@ -133,11 +133,15 @@ def script_parses(path, shell="bash"):
     """A shell script parses (``bash -n``, jailed like everything that comes from a
     submission: :func:`redlab.student.syntax_check`); the reason quotes the shell's first
     complaint."""
+    from redlab.jail import JailError
     from redlab.student import syntax_check
     path = Path(path)
     if not path.is_file():
         return fail("%s is missing: start from the lab's submission/ folder" % path.name)
-    parsed, message = syntax_check(path, shell)
+    try:
+        parsed, message = syntax_check(path, shell)
+    except JailError as exc:        # e.g. a symbolic link out of the submission
+        return fail(str(exc).replace(str(path), path.name))
     if not parsed:
         first = (message.splitlines() or ["it does not parse"])[0]
         return fail("%s does not parse: %s" % (path.name, first.replace(str(path), path.name)))

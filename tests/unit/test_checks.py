@@ -133,3 +133,26 @@ def test_a_drill_expectation_is_a_check_of_the_same_model():
     assert record["measured"] == 1.5 and record["bound"] == 2.0 and record["passed"]
     lost = evaluate_one({"after": "crash", "max_lost": 10, "probe": "web"}, obs)
     assert lost["reason"] == checks.at_most(15, 10, "requests lost", of=40).reason
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="the jail needs root")
+def test_a_hostile_deploy_script_is_parsed_never_run_and_a_link_is_refused(tmp_path):
+    """Lab 02's deploy.sh through checks.script_parses: a script that would mark the disk
+    and kill its parent only parses; a symbolic link to a secret is a failed check with the
+    jail's sentence (not an exception that stops grading, not the secret)."""
+    from redlab.labs import Context, find
+
+    lab = find("02")
+    check_deploy = lab.module.deploy_script_present
+    marker = tmp_path / "ran"
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "deploy.sh").write_text("touch %s\nkill -9 $PPID\necho $(touch %s)\n"
+                                   % (marker, marker))
+    result = check_deploy(Context(lab, sub), {})
+    assert result.passed and not marker.exists(), result.reason
+    (sub / "deploy.sh").unlink()
+    (sub / "deploy.sh").symlink_to("/etc/shadow")
+    result = check_deploy(Context(lab, sub), {})
+    assert not result.passed and "deploy.sh is a symbolic link" in result.reason, result.reason
+    assert str(sub) not in result.reason and "root:" not in result.reason
