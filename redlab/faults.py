@@ -81,7 +81,7 @@ def _exited(pids):
             with open("/proc/%d/stat" % pid) as stat:
                 if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
                     left.append(pid)
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):   # gone (reaped while being read)
             pass
     return not left, left
 
