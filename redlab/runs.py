@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -134,6 +135,10 @@ class Run:
             "ct_zones": [],     # {"dp", "zone", "datapath_record"}: OVS conntrack zones
         }
         self._registered = False
+        # one writer at a time: threads of one run record at once (vip_takeover's
+        # restart_in_step starts daemons from a thread pool), and two _write()s of one
+        # file share its .tmp: one's os.replace took the other's file away mid-write
+        self._lock = threading.RLock()
 
     @property
     def registered(self):
@@ -162,28 +167,32 @@ class Run:
         (self.path / RUN_MARKER).write_text(self.id + "\n")
         private_dir(state_dir())
         private_dir(registry_dir())
-        self._registered = True
-        self._save()
+        with self._lock:
+            self._registered = True
+            self._save()
         return self
 
     def close(self):
         """Forget the registry entry (call once everything recorded is gone)."""
-        self._registered = False
-        try:
-            self.registry_file.unlink()
-        except FileNotFoundError:
-            pass
-        self._write(self.path / "state.json")
+        with self._lock:
+            self._registered = False
+            try:
+                self.registry_file.unlink()
+            except FileNotFoundError:
+                pass
+            self._write(self.path / "state.json")
 
     def record(self, kind, value):
-        if value not in self.state[kind]:
-            self.state[kind].append(value)
-            self._save()
+        with self._lock:
+            if value not in self.state[kind]:
+                self.state[kind].append(value)
+                self._save()
 
     def forget(self, kind, value):
-        if value in self.state[kind]:
-            self.state[kind].remove(value)
-            self._save()
+        with self._lock:
+            if value in self.state[kind]:
+                self.state[kind].remove(value)
+                self._save()
 
     def record_process(self, pid, what):
         entry = {"pid": pid, "start": proc_start_time(pid), "what": what}
@@ -191,9 +200,10 @@ class Run:
         return entry
 
     def forget_process(self, pid):
-        for entry in list(self.state["processes"]):
-            if entry["pid"] == pid:
-                self.forget("processes", entry)
+        with self._lock:
+            for entry in list(self.state["processes"]):
+                if entry["pid"] == pid:
+                    self.forget("processes", entry)
 
     def _save(self):
         if self._registered:

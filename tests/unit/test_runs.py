@@ -51,6 +51,34 @@ def test_record_and_forget_are_saved_at_once():
     assert registry_entry(run)["links"] == ["s1-eth1"]
 
 
+def test_threads_recording_at_once_all_get_saved():
+    """Threads of one run record at once (lab 04's restart_in_step starts two servers'
+    scripts from a thread pool, each recording its process).  Their saves shared one
+    ``.json.tmp``: one thread's rename took the file the other had just written, whose
+    own rename then failed (FileNotFoundError on the .tmp, seen in CI)."""
+    import threading
+    run = runs.Run("threads").open()
+    start, errors = threading.Barrier(4), []
+
+    def record(n):
+        start.wait()
+        try:
+            for i in range(100):
+                run.record("files", "/x/%d-%d" % (n, i))
+        except Exception as exc:     # noqa: BLE001 -- reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=record, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    saved = registry_entry(run)["files"]
+    assert sorted(saved) == sorted("/x/%d-%d" % (n, i) for n in range(4) for i in range(100))
+    assert not list(run.registry_file.parent.glob("*.tmp"))
+    run.close()
+
+
 def test_recorded_process_is_the_same_process_only_while_it_lives():
     run = runs.Run("demo").open()
     child = subprocess.Popen(["sleep", "30"])
