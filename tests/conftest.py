@@ -29,6 +29,9 @@ OUR_PROCESSES = re.compile(r"mininet:|keepalived|nginx: master|named |haproxy|sq
                            r"controllers\.launch|probe_agent")
 
 
+WORKER_SANDBOXES = pytest.StashKey[bool]()
+
+
 def pytest_configure(config):
     """As root, run the session (or each xdist worker) inside a sandbox of its own."""
     from redlab import sandbox
@@ -37,15 +40,55 @@ def pytest_configure(config):
         return
     tx = getattr(config.option, "tx", None)
     if tx:          # pytest-xdist: each worker's python starts inside a new sandbox
+        _clean_stale_sandboxes("before the workers start")      # a crashed run's workers
         wrapper = "{0} -m redlab.sandbox run --name pytest-worker -- {0}".format(sys.executable)
         config.option.tx = [spec if "python=" in spec else "%s//python=%s" % (spec, wrapper)
                             for spec in tx]
+        config.stash[WORKER_SANDBOXES] = True
         return
     os.chdir(config.invocation_params.dir)
     argv = [sys.executable, "-m", "pytest"] + list(config.invocation_params.args)
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, "-m", "redlab.sandbox", "run", "--name", "pytest",
                               "--"] + argv)
+
+
+_WRAPPERS = []       # each xdist worker's wrapper process (redlab.sandbox run), a Popen
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_newgateway(gateway):
+    popen = getattr(getattr(gateway, "_io", None), "popen", None)
+    if popen is not None:
+        _WRAPPERS.append(popen)
+
+
+def pytest_unconfigure(config):
+    """Remove the sandboxes of the workers that pytest-xdist killed.
+
+    A worker's sandbox folder is removed by its wrapper (``redlab.sandbox run``, the
+    process xdist started) once the worker's python has ended.  At the end of the session
+    xdist kills -9 the wrapper of a worker that has not ended 10 s after being told to
+    (execnet's ``Group.terminate(NodeManager.EXIT_TIMEOUT)``): that takes the sandbox's
+    processes with it (parent-death signal), but not its folder.  Once every wrapper is
+    gone (a killed one not yet reaped would still count as a living owner), what
+    ``redlab clean`` would remove is removed."""
+    if not config.stash.get(WORKER_SANDBOXES, False):
+        return
+    for popen in _WRAPPERS:
+        try:
+            popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:       # still ending: its sandbox is left alone
+            pass
+    _clean_stale_sandboxes("after the workers ended")
+
+
+def _clean_stale_sandboxes(when):
+    """The sandboxes whose owner is gone (:func:`redlab.sandbox.clean_stale`)."""
+    from redlab.sandbox import clean_stale
+    removed = [line for line in clean_stale() if not line.endswith("left alone")]
+    if removed:
+        print("\nredlab clean %s:\n  %s" % (when, "\n  ".join(removed)))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -39,3 +39,16 @@ def test_a_live_owner_keeps_its_sandbox_and_a_link_is_never_followed(state, tmp_
     report = sandbox.clean_stale()
     assert report == ["sandbox live-000003 is running (pid %d): left alone" % os.getpid()]
     assert live.exists() and target.exists()
+
+
+def test_a_sandbox_whose_owner_was_killed_is_removed_at_once(state):
+    """What a worker killed with -9 leaves (its owner and init gone): removed however young."""
+    dead = {"pid": 999999, "start": 1, "pidns": "pid:[1]"}
+    crashed = state / "pytest-worke-000005"
+    crashed.mkdir()
+    (crashed / "owner.json").write_text(json.dumps({"owner": dead, "created": time.time()}))
+    (crashed / "sandbox.json").write_text(json.dumps({"id": crashed.name, "init": dead}))
+    (crashed / "runs").mkdir()
+    assert sandbox.clean_stale() == [
+        "sandbox pytest-worke-000005: its namespaces were already gone"]
+    assert not crashed.exists()
