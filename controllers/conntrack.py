@@ -57,7 +57,7 @@ Times (``now``) are seconds from any clock, as long as it does not go backwards.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["SYN_RECV", "ESTABLISHED", "CLOSING", "STATES", "SYN_RECV_TIMEOUT", "Connection",
            "ConnectionTable"]
@@ -83,7 +83,8 @@ def _check_seconds(name, value, minimum):
 class Connection:
     """One client connection to the virtual service (``struct ip_vs_conn``).
 
-    ``created`` is when it was scheduled, ``updated`` when it entered its current state.
+    ``created`` is when it was scheduled, ``updated`` when it entered its current state;
+    ``copied``, the states the switch has reported it entering (:mod:`controllers.copies`).
     """
 
     client_ip: str
@@ -92,6 +93,7 @@ class Connection:
     state: str
     created: float
     updated: float
+    copied: set = field(default_factory=set)
 
     @property
     def active(self):

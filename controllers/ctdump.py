@@ -31,7 +31,16 @@ from typing import NamedTuple
 
 from controllers.conntrack import CLOSING, ESTABLISHED, SYN_RECV
 
-__all__ = ["Entry", "parse", "ipvs_state", "flush_tuple"]
+__all__ = ["Entry", "parse", "ipvs_state", "flush_tuple", "MARK_SERVER", "MARK_OPEN",
+           "MARK_CLOSING"]
+
+# ct_mark: the real server's id in the low 16 bits; the two bits above say which of the
+# connection's transitions the switch has already copied to the controller
+# (:mod:`controllers.copies`): the client's ACK that completed the handshake, the first
+# FIN or RST of either side
+MARK_SERVER = 0xFFFF
+MARK_OPEN = 0x10000
+MARK_CLOSING = 0x20000
 
 # tcp,orig=(src=C,dst=V,sport=P,dport=80),reply=(src=S,dst=C,sport=80,dport=P),id=0,
 # zone=7,status=..,mark=3,protoinfo=(state_orig=ESTABLISHED,state_reply=ESTABLISHED,...)
@@ -49,7 +58,7 @@ _RANK = {name: n for n, name in enumerate(_ORDER)}
 
 class Entry(NamedTuple):
     """One tracked connection: the client's address and port, where it was sent
-    (``server`` is the ct_mark: the real server's id; 0 when unmarked), its destination
+    (``server`` is the real server's id from the ct_mark; 0 when unmarked), its destination
     as the client sent it (the VIP) and the server's reply source, and IPVS's state."""
 
     client_ip: str
@@ -89,7 +98,7 @@ def parse(text, dest=None):
         if dest is not None and (m["dst"], dport) != (dest[0], dest[1]):
             continue
         entries.append(Entry(m["src"], int(m["sport"]), m["dst"], dport, m["rsrc"],
-                             int(m["rsport"]), int(m["mark"] or 0),
+                             int(m["rsport"]), int(m["mark"] or 0) & MARK_SERVER,
                              ipvs_state(m["orig"], m["reply"])))
     return entries
 

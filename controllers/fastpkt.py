@@ -22,11 +22,11 @@ _FRAG_OFFSET = 0x1FFF
 
 
 def mac_text(raw):
-    return ":".join("%02x" % b for b in raw)
+    return raw.hex(":")
 
 
-def parse_tcp(data):
-    """A :class:`TcpFrame` for a TCP/IPv4 Ethernet frame, else None."""
+def _tcp_at(data):
+    """Where the TCP header of a TCP/IPv4 Ethernet frame starts, else None."""
     if len(data) < 34 or data[12:14] != _ETH_IPV4 or data[23] != _TCP:
         return None
     ihl = data[14] & 0x0F
@@ -34,6 +34,20 @@ def parse_tcp(data):
         return None
     tcp_at = 14 + ihl * 4
     if len(data) < tcp_at + 20:         # the fixed TCP header, flags at byte 13
+        return None
+    return tcp_at
+
+
+def tcp_ports(data):
+    """``(source port, destination port)`` of a TCP/IPv4 Ethernet frame, else None."""
+    tcp_at = _tcp_at(data)
+    return None if tcp_at is None else struct.unpack_from("!HH", data, tcp_at)
+
+
+def parse_tcp(data):
+    """A :class:`TcpFrame` for a TCP/IPv4 Ethernet frame, else None."""
+    tcp_at = _tcp_at(data)
+    if tcp_at is None:
         return None
     src_port, dst_port = struct.unpack_from("!HH", data, tcp_at)
     return TcpFrame(mac_text(data[6:12]), mac_text(data[0:6]), socket.inet_ntoa(data[26:30]),

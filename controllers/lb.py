@@ -5,18 +5,25 @@ where, how exactly) live in :mod:`controllers.lbcore`; this app turns them into 
 groups, and feeds in what the switch reports.  It is the learning switch of
 :mod:`controllers.l2switch` with the service's tables between learning and forwarding::
 
-    table 0  learning; ARP claiming the VIP goes to the controller only
+    table 0  learning; ARP claiming the VIP goes to the controller only; nothing enters
+             from the counting port
     table 1  service   TCP to VIP:port            -> tracker (zone Z), table 2
                        TCP from real server i     -> (NAT) reg3 = i, source rewritten to
                                                      VIP:port; tracker (zone Z), table 3
                        anything else              -> table 5
     table 2  to the VIP, tracked:
+                       (exact mode, counts read) server i's connection: the client's ACK
+                       completing the handshake, its first FIN or RST
+                                                  -> commit the "copied" bit, a copy to
+                                                     the counting port, then as below
                        ct_mark = server i         -> its MAC (NAT: its address and port),
                                                      table 5 (a known connection, a
                                                      retransmitted SYN included)
                        SYN of a new connection    -> the scheduler stage (below)
                        anything else              -> dropped (invalid, or no connection)
-    table 3  from a real server, tracked: a reply -> source MAC = the VIP's, table 5;
+    table 3  from a real server, tracked: (exact mode, counts read) its first FIN or RST
+                                                  -> commit the bit, a copy, then as below
+                       a reply                    -> source MAC = the VIP's, table 5;
                        (NAT) anything else        -> source put back (reg3), table 5
     table 4  server stage: reg2 = i  -> commit (zone Z, ct_mark = i), then its MAC (NAT:
                                         its address and port), table 5
@@ -40,8 +47,12 @@ a controller restart loses nothing.  The scheduler stage depends on the mode
   the kernel's rule and sends it on through table 4 (one packet-in, one packet-out).
 
 Counts (ActiveConn/InActConn) come from dumps of the zone (:mod:`controllers.ctdump`),
-read over ovs-vswitchd's unixctl socket (:class:`controllers.ovsctl.UnixCtl`): on every
-exact pick, for ``status``, and every refill period for the schedulers that read counts.
+read over ovs-vswitchd's unixctl socket (:class:`controllers.ovsctl.UnixCtl`): for
+``status``, and every refill period for the schedulers that read counts.  In the exact
+mode they also follow the switch's copies of each transition (:mod:`controllers.copies`),
+read before every pick; a dump before a pick too while the zone holds at most
+``dump_each_pick_max`` connections (:data:`DUMP_EACH_PICK_MAX`; the dump is then cheap
+and the expiries it finds exact), when no copies are counted, or after one was lost.
 The zone's timeouts (set by the harness, :func:`controllers.ovsctl.set_zone_timeouts`)
 are IPVS's SYN_RECV timeout for half-open connections and the configured established and
 closing timeouts.  A real server failing its health check loses its connections at once
@@ -71,8 +82,10 @@ from os_ken.controller.handler import MAIN_DISPATCHER, set_ev_cls
 from os_ken.lib import hub
 from os_ken.lib.packet import arp, ether_types, ethernet, in_proto, packet
 
-from controllers import ctdump
+from controllers import copies, ctdump
 from controllers.conntrack import SYN_RECV, SYN_RECV_TIMEOUT
+from controllers.copies import CopyPort, CopyPortError
+from controllers.ctdump import MARK_CLOSING, MARK_OPEN, MARK_SERVER
 from controllers.events import load_config, survives
 from controllers.fastpkt import parse_tcp
 from controllers.l2switch import L2Switch
@@ -82,17 +95,33 @@ from controllers.ovsctl import ZONE, UnixCtl, UnixCtlError
 from controllers.service import load_service, parse_service
 
 CLIENT_COOKIE = 0x7ED1AB04              # per-client flows (table 2)
+COUNT_COOKIE = 0x7ED1AB05               # the flows that copy transitions (exact mode)
+PRIO_COUNT = 105        # tables 2 and 3: a transition to copy, above the marked flows
 PRIO_MARKED, PRIO_CLIENT, PRIO_NEW, PRIO_DROP = 100, 95, 90, 80
+PRIO_COPY_PORT = 1000   # table 0: nothing enters the switch from the counting port
 PRIO_SERVICE = 100
 PRIO_UNTRACKED = 50     # table 3: a rewritten packet of no connection, put back
 PRIO_CLAIM = 40         # above the learning switch's ARP copy (20): ARP claiming the VIP
 SELECT_GROUP = 1
-SYN, RST, ACK = 0x02, 0x04, 0x10
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 # ct_state bits (nicira-ext.h)
 CT_NEW, CT_EST, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x08, 0x10, 0x20
 CT_COMMIT = 0x01
 NO_RECIRC = 0xFF
 REFILL_PERIOD = 0.5     # s: slots of count-reading schedulers follow the counts this often
+DUMP_EACH_PICK_MAX = 256    # exact mode: a dump before each pick while the zone is this small
+DUMP_SHARE = 0.1        # a dump that only finds expired entries takes at most this share of time
+COPY_POLL = 0.05        # s: copies are read at least this often (and before every pick)
+
+
+def background(target, *args):
+    """Run ``target`` on a daemon thread: the app's loops never end, and a process that made
+    the app (a unit test's) must still be able to exit (os-ken's ``hub.spawn`` threads are
+    not daemons: a pytest worker that had made one hung at exit until xdist killed it)."""
+    thread = threading.Thread(target=target, args=args, daemon=True,
+                              name=getattr(target, "__name__", "lb"))
+    thread.start()
+    return thread
 
 
 class LoadBalancer(L2Switch):
@@ -126,12 +155,19 @@ class LoadBalancer(L2Switch):
         # SYNs waiting for the counts of their moment (exact mode, count-reading schedulers)
         self.waiting = collections.deque()
         self.syns_arrived = hub.Event()
+        # the counting port (controllers.copies): opened when the switch connects
+        self.copies = None
+        self.copies_lock = threading.Lock()     # copies are read in the order written
+        self.counting = None           # the transition flows in the switch, when installed
+        self.copies_lost = False       # some were: the next pick waits for a dump
+        self.dump_each_pick_max = config.get("dump_each_pick_max", DUMP_EACH_PICK_MAX)
+        self.last_dump = (0.0, 0.0, 0)     # (when, how long, entries)
         self.socket_path = config.get("control_socket")
         if self.socket_path:
-            hub.spawn(self._control_server)
-        hub.spawn(self._refill_loop)
-        hub.spawn(self._probe_unknown_servers)
-        hub.spawn(self._schedule_waiting)
+            background(self._control_server)
+        for loop in (self._refill_loop, self._probe_unknown_servers, self._schedule_waiting,
+                     self._read_copies):
+            background(loop)
         svc = service
         self.logger.info("service %s %s:%d %s %s, real servers %s, mode %s", svc.name, svc.vip,
                          svc.port, svc.lb_algo, svc.lb_kind,
@@ -151,6 +187,7 @@ class LoadBalancer(L2Switch):
             self.installed = None
             self.staged = {}
             self.group_installed = False
+            self.counting = None
 
     def setup_tables(self, dp):
         parser = dp.ofproto_parser
@@ -170,6 +207,7 @@ class LoadBalancer(L2Switch):
                           self.tcp_match(parser, ipv4_src=svc.vip, tcp_src=svc.port),
                           [self.ct(parser, table=self.REPLY_TABLE)])
         self.add_flow(dp, self.SERVICE_TABLE, 0, parser.OFPMatch(), goto=self.FORWARD_TABLE)
+        self.open_copies(dp)
         # table 2: invalid and unknown segments are dropped; new SYNs: see sync_switch()
         self.add_flow(dp, self.VIP_TABLE, PRIO_DROP,
                       parser.OFPMatch(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV)))
@@ -219,6 +257,8 @@ class LoadBalancer(L2Switch):
         if dp is None:
             return
         self.stage_servers(dp)
+        if self.copies is not None:
+            self.sync_counting(dp)
         mode = self.core.mode()
         slots = self.core.slots(time.time()) if mode == "slots" else ()
         if self.installed == (mode, slots):
@@ -250,10 +290,7 @@ class LoadBalancer(L2Switch):
             if mac is None or self.staged.get(server_id) == (server.ip, server.port, mac):
                 continue
             self.staged[server_id] = (server.ip, server.port, mac)
-            to_server = [parser.OFPActionSetField(eth_dst=mac)]
-            if nat:
-                to_server += [parser.OFPActionSetField(ipv4_dst=server.ip),
-                              parser.OFPActionSetField(tcp_dst=server.port)]
+            to_server = self.to_server(parser, server.ip, server.port, mac)
             # the commit sees the packet as the client sent it; the rewrite comes after
             self.add_flow(dp, self.STAGE_TABLE, PRIO_SERVICE,
                           self.tcp_match(parser, reg2=server_id),
@@ -261,7 +298,7 @@ class LoadBalancer(L2Switch):
                           goto=self.FORWARD_TABLE)
             self.add_flow(dp, self.VIP_TABLE, PRIO_MARKED,
                           self.tcp_match(parser, ct_state=(CT_TRK, CT_TRK | CT_INV),
-                                         ct_mark=server_id),
+                                         ct_mark=(server_id, MARK_SERVER)),
                           to_server, goto=self.FORWARD_TABLE)
             if nat:
                 # a reply is rewritten to come from the VIP before the tracker sees it;
@@ -278,6 +315,142 @@ class LoadBalancer(L2Switch):
                               [parser.OFPActionSetField(ipv4_src=server.ip),
                                parser.OFPActionSetField(tcp_src=server.port)],
                               goto=self.FORWARD_TABLE)
+
+    def to_server(self, parser, ip, port, mac):
+        """The actions that send a packet of the VIP on to a real server."""
+        actions = [parser.OFPActionSetField(eth_dst=mac)]
+        if self.service.lb_kind == "NAT":
+            actions += [parser.OFPActionSetField(ipv4_dst=ip),
+                        parser.OFPActionSetField(tcp_dst=port)]
+        return actions
+
+    # -- copies of the transitions (exact mode) -------------------------------------------
+    def open_copies(self, dp):
+        """Open the counting port of ``dp``'s bridge once (:mod:`controllers.copies`); nothing
+        enters the switch from it.  Without it the exact mode dumps before every pick."""
+        if self.copies is None:
+            try:
+                self.copies = CopyPort.open(dp.id)
+            except (CopyPortError, OSError) as exc:
+                self.logger.warning("no counting port (the exact mode dumps the tracker "
+                                    "before each pick): %s", exc)
+                self.event_log.emit("copies_unavailable", reason=str(exc))
+                return
+            self.logger.info("counting port %s (OpenFlow port %d)", self.copies.name,
+                             self.copies.ofport)
+        parser = dp.ofproto_parser
+        self.add_flow(dp, self.LEARN_TABLE, PRIO_COPY_PORT,
+                      parser.OFPMatch(in_port=self.copies.ofport))
+
+    def counting_wanted(self):
+        return (self.copies is not None and self.core.mode() == "controller"
+                and self.core.reads_counts())
+
+    def sync_counting(self, dp):
+        """The flows that copy each connection's transitions to the counting port: one set
+        per staged server while the exact mode reads counts, none otherwise."""
+        parser = dp.ofproto_parser
+        want = (tuple(sorted(self.staged.items())), self.copies.ofport) \
+            if self.counting_wanted() else None
+        if want == self.counting:
+            return
+        if self.counting is not None:
+            for table in (self.VIP_TABLE, self.REPLY_TABLE):
+                self.delete_flows(dp, table, parser.OFPMatch(), cookie=COUNT_COOKIE,
+                                  cookie_mask=0xFFFFFFFF)
+        self.counting = want
+        if want is None:
+            return
+        for server_id, (ip, port, mac) in self.staged.items():
+            self.count_transitions(dp, server_id, ip, port, mac)
+
+    def count_transitions(self, dp, server_id, ip, port, mac):
+        """Server ``server_id``'s transition flows (:mod:`controllers.copies`).
+
+        Table 2, the client's packets: the ACK that completes the handshake (the tracker
+        has seen the server's reply; no FIN, RST or SYN) and the first FIN or RST.
+        Table 3, the server's: its first FIN or RST.  Each commits the connection with the
+        bit that says it was copied, writes the tagged copy and sends the packet on as
+        the marked flows do.
+        """
+        parser = dp.ofproto_parser
+        out = parser.NXActionOutputTrunc(port=self.copies.ofport, max_len=copies.COPY_BYTES)
+        to_server = self.to_server(parser, ip, port, mac)
+        every = MARK_SERVER | MARK_OPEN | MARK_CLOSING
+        opened = self.flag_match(parser, (ACK, ACK | SYN | RST | FIN),
+                                 ct_state=(CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV),
+                                 ct_mark=(server_id, every))
+        self.add_flow(dp, self.VIP_TABLE, PRIO_COUNT, opened,
+                      [self.ct(parser, commit_to=server_id | MARK_OPEN),
+                       parser.OFPActionSetField(eth_dst=copies.tag(copies.OPENED, server_id)),
+                       out] + to_server, goto=self.FORWARD_TABLE, cookie=COUNT_COOKIE)
+        source = self.service.vmac if self.service.lb_kind == "NAT" else mac
+        for flag in (FIN, RST):
+            closed = self.flag_match(parser, (flag, flag), ct_state=(CT_TRK, CT_TRK | CT_INV),
+                                     ct_mark=(server_id, MARK_SERVER | MARK_CLOSING))
+            self.add_flow(dp, self.VIP_TABLE, PRIO_COUNT, closed,
+                          [self.ct(parser, commit_to=server_id | MARK_CLOSING),
+                           parser.OFPActionSetField(eth_dst=copies.tag(copies.CLOSED,
+                                                                       server_id)),
+                           out] + to_server, goto=self.FORWARD_TABLE, cookie=COUNT_COOKIE)
+            by_server = self.flag_match(parser, (flag, flag),
+                                        ct_state=(CT_TRK | CT_RPL, CT_TRK | CT_RPL | CT_INV),
+                                        ct_mark=(server_id, MARK_SERVER | MARK_CLOSING))
+            self.add_flow(dp, self.REPLY_TABLE, PRIO_COUNT, by_server,
+                          [self.ct(parser, commit_to=server_id | MARK_CLOSING),
+                           parser.OFPActionSetField(
+                               eth_src=copies.tag(copies.CLOSED_BY_SERVER, server_id)),
+                           out, parser.OFPActionSetField(eth_src=source)],
+                          goto=self.FORWARD_TABLE, cookie=COUNT_COOKIE)
+
+    @staticmethod
+    def flag_match(parser, flags, **fields):
+        return parser.OFPMatch(_ordered_fields=[
+            ("eth_type", ether_types.ETH_TYPE_IP), ("ip_proto", in_proto.IPPROTO_TCP)]
+            + list(fields.items()) + [("tcp_flags_nxm", flags)])
+
+    def read_copies(self):
+        """Count every copy the switch has written (in order); their number."""
+        with self.copies_lock:
+            port = self.copies
+            if port is None:
+                return 0
+            try:
+                found = port.read_all()
+            except CopyPortError as exc:     # the port is gone (its bridge was deleted)
+                self.logger.warning("%s: the exact mode dumps the tracker before each pick",
+                                    exc)
+                self.event_log.emit("copies_unavailable", reason=str(exc))
+                port.close()
+                self.copies = self.counting = None
+                return 0
+            first = []
+            if found:
+                now = time.time()
+                with self.lock:
+                    first = [c for c in found if self.core.transition(c, now)]
+            lost = port.lost()
+        if self.log_connections:
+            for copy in first:
+                self.event_log.emit(copies.KINDS[copy.kind], client=copy.client_ip,
+                                    port=copy.client_port, server=self.core.name_of(copy.server),
+                                    by="server" if copy.kind == copies.CLOSED_BY_SERVER
+                                    else "client")
+        if lost:
+            self.copies_lost = True
+            self.event_log.emit("copies_lost", count=lost)
+            self.logger.warning("%d copies of transitions lost: the next pick waits for a "
+                                "dump of the tracker", lost)
+        return len(found)
+
+    def _read_copies(self):
+        """Every pick reads the copies first; this loop keeps the counts of ``status`` and
+        the socket's buffer from waiting between picks (a poll: a thread woken for every
+        copy cost the controller more than reading them)."""
+        while True:
+            hub.sleep(COPY_POLL if self.counting is not None else REFILL_PERIOD)
+            if self.counting is not None:
+                self.survive(self.read_copies)
 
     def new_syn_match(self, parser, **fields):
         return parser.OFPMatch(_ordered_fields=[
@@ -323,6 +496,8 @@ class LoadBalancer(L2Switch):
         entries = ctdump.parse(text, (self.service.vip, self.service.port))
         with self.lock:
             gone = self.core.sync(entries, time.time(), dumped_at=asked)
+        self.last_dump = (asked, time.time() - asked, len(entries))
+        self.copies_lost = False
         half_open = [c for c in gone if c.state == SYN_RECV]
         if half_open:
             # the tracker's SYN_RECV timeout (the zone's tcp_syn_sent/syn_recv) ran out
@@ -373,8 +548,22 @@ class LoadBalancer(L2Switch):
         if mode == "slots" and self.core.count_dependent():
             self.dump()
             self.sync_switch()
-        elif mode != "slots":
+        elif mode != "slots" and self.dump_due():
             self.dump()     # the picks' table follows what the tracker still holds
+
+    def dump_due(self):
+        """A dump for the entries the tracker expired (the copies cannot say): every refill
+        period, or less often when dumps are long -- ovs-vswitchd forwards nothing while
+        it writes one -- so that they take at most :data:`DUMP_SHARE` of the time."""
+        when, took, _ = self.last_dump
+        return self.counting is None or time.time() - when >= took / DUMP_SHARE
+
+    def dump_before_pick(self):
+        """The exact pick needs a dump too: no copies are counted (no counting port, the
+        flows not installed, some lost), or the zone is small enough that a dump is cheap
+        and the expiries it finds are then exact."""
+        return (self.counting is None or self.copies_lost
+                or self.last_dump[2] <= self.dump_each_pick_max)
 
     def _probe_unknown_servers(self, period=1.0):
         """Ask again, every ``period`` s, for a real server whose MAC is still unknown: the
@@ -428,10 +617,12 @@ class LoadBalancer(L2Switch):
         while the previous one was read, in arrival order, each pick counted before the
         next is made -- what IPVS would decide for SYNs that close together.
         """
-        if self.core.reads_counts():
+        if self.core.reads_counts() and (self.waiting or self.dump_before_pick()):
             self.waiting.append((dp, msg, seg))
             self.syns_arrived.set()
         else:
+            if self.core.reads_counts():
+                self.read_copies()      # the copies say the counts: no dump to wait for
             with self.lock:
                 self.schedule(dp, msg, seg)
 
@@ -450,7 +641,11 @@ class LoadBalancer(L2Switch):
         if not batch:
             return 0
         if self.core.reads_counts():
-            self.dump()     # every packet before these SYNs has been tracked
+            # every transition before these SYNs has been copied, every packet tracked
+            self.read_copies()
+            if self.dump_before_pick():
+                self.dump()
+                self.read_copies()
         with self.lock:
             for dp, msg, seg in batch:
                 self.schedule(dp, msg, seg)
@@ -530,8 +725,25 @@ class LoadBalancer(L2Switch):
         cmd = request.get("cmd")
         if cmd in ("status", "connections"):
             self.dump()
+            self.read_copies()
         with self.lock:
-            return self._command(cmd, request)
+            reply = self._command(cmd, request)
+        if cmd == "status" and reply.get("ok"):
+            reply["service"]["path"]["counting"] = self.counting_text()
+        return reply
+
+    def counting_text(self):
+        """How the counts the picks read are kept, for ``redlab lb status``."""
+        if self.core.mode() == "slots":
+            return "dumps of the tracker every refill period"
+        if not self.core.reads_counts():
+            return "not read by this scheduler"
+        if self.counting is None:
+            return "a dump of the tracker before each pick"
+        return ("copies of each handshake's end and first FIN or RST from the switch; "
+                "a dump before each pick while the zone holds at most %d connections, "
+                "else for its expiries at most %d%% of the time"
+                % (self.dump_each_pick_max, round(DUMP_SHARE * 100)))
 
     def _command(self, cmd, request):
         old_health = dict(self.core.health)
@@ -575,7 +787,7 @@ class LoadBalancer(L2Switch):
         server.listen(16)
         while True:
             conn, _ = server.accept()
-            hub.spawn(self._serve_client, conn)
+            background(self._serve_client, conn)
 
     def _serve_client(self, conn):
         reader = conn.makefile("r")

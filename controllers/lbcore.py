@@ -29,15 +29,16 @@ How exact the fast path is, per scheduler, is :data:`FAST_PATH_EXACTNESS`; ``red
 status`` prints it.
 
 **Counting** as IPVS counts (ActiveConn / InActConn) comes from the switch's connection
-tracker (:mod:`controllers.ctdump`): :meth:`Service.sync` replaces the table with a dump.
-In the exact mode a scheduler that reads the counts (:meth:`Service.reads_counts`) gets a
-dump before each pick, and the picks made since are kept as SYN_RECV connections until a
-dump shows them (the SYN is on its way), so a burst is counted as the kernel counts it.
-The dump's cost grows with the connections the zone holds, closing ones included: that
-is the exact mode's price under a flood of new connections (README, Benchmark).  (Having
-the switch copy each connection's handshake end and first FIN to the controller instead
-was tried: OVS 3.1's userspace datapath failed those copies after the tracker's
-recirculation and dropped the packets, ``datapath_drop_userspace_action_error``.)
+tracker (:mod:`controllers.ctdump`): :meth:`Service.sync` replaces the table with a dump,
+except for what changed after the dump was asked for.  The picks made since are kept as
+SYN_RECV connections until a dump shows them (the SYN is on its way), so a burst is
+counted as the kernel counts it.  In the exact mode a scheduler that reads the counts
+(:meth:`Service.reads_counts`) also gets the switch's copies of each connection's
+transitions (:mod:`controllers.copies`, :meth:`Service.transition`): the handshake's end
+makes it ActiveConn, the first FIN or RST InActConn, as they happen.  A dump costs about
+20 us per connection in the zone, closing ones included, so the shell dumps before each
+pick only while the zone is small (:mod:`controllers.lb`); under a flood the copies keep
+the counts and dumps only find the entries the tracker expired.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from controllers.conntrack import SYN_RECV, ConnectionTable
+from controllers import copies
+from controllers.conntrack import CLOSING, ESTABLISHED, SYN_RECV, ConnectionTable
 from controllers.schedulers import RealServer, make_scheduler
 from controllers.service import RealServerSpec, ServiceConfigError, parse_service, service_to_dict
 
@@ -86,7 +88,8 @@ FAST_PATH_EXACTNESS = {
                    "timeout (the kernel's template lives as long as a connection of the "
                    "client does)",
     "exact": "exact: every SYN is scheduled by the controller with the kernel's rule and the "
-             "counts of that moment",
+             "counts of that moment (while the zone holds more than dump_each_pick_max "
+             "connections, an entry the tracker expired is counted until the next dump)",
 }
 
 
@@ -264,12 +267,43 @@ class Service:
         for (client, port), (name, state) in seen.items():
             self.pending.pop((client, port), None)
             conn = self.conns.get(client, port)
+            if conn is not None and conn.updated >= dumped_at:
+                continue    # picked or changed by a copy while the dump was read: newer
             if conn is None or conn.server != name:
                 if conn is not None:
                     self.conns.remove(client, port, now)
                 conn = self.conns.add(client, port, name, now)
             self.conns.set_state(conn, state, now)
         return gone
+
+    def transition(self, copy, now):
+        """A copy from the switch (:mod:`controllers.copies`): the connection's handshake
+        completed (ESTABLISHED) or it began to close (CLOSING), as of ``now``.
+
+        True for the connection's first copy of the kind; a second one (the client's ACK
+        and its first data in one batch of the datapath, a FIN from each side) changes
+        nothing.  A connection the table does not hold yet (scheduled before the copies
+        were on) is added in its new state; a dump may have moved it already, and a
+        connection never goes back (an ACK copied after the FIN).
+        """
+        name = self.name_of(copy.server)
+        if name is None:
+            return False
+        state = ESTABLISHED if copy.kind == copies.OPENED else CLOSING
+        conn = self.conns.get(copy.client_ip, copy.client_port)
+        if conn is None or conn.server != name:
+            if conn is not None:
+                self.conns.remove(copy.client_ip, copy.client_port, now)
+            conn = self.conns.add(copy.client_ip, copy.client_port, name, now)
+            self.conns.set_state(conn, state, now)
+        elif state in conn.copied:
+            return False
+        elif state == ESTABLISHED:
+            self.conns.established(copy.client_ip, copy.client_port, now)
+        else:
+            self.conns.closing(copy.client_ip, copy.client_port, now)
+        conn.copied.add(state)
+        return True
 
     # -- health and operator commands ---------------------------------------------------
     def set_health(self, name, state, reason):

@@ -173,6 +173,8 @@ def format_status(status, last_results=None):
             {"slots": "in the switch (256 slots)", "per_client": "per client",
              "controller": "by the controller"}.get(status.path["mode"], status.path["mode"]),
             status.path["exactness"]))
+        if status.path.get("counting"):
+            lines.append("Counting: %s" % status.path["counting"])
     return "\n".join(lines)
 
 

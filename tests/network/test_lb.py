@@ -94,6 +94,39 @@ def test_active_and_inactive_counts_follow_the_connections(run_folder):
 
 
 @pytest.mark.parametrize("kind", ["NAT", "DR"])
+def test_the_exact_mode_counts_from_the_switchs_copies_of_each_transition(run_folder, kind):
+    """No dump before a pick (dump_each_pick_max -1): the client's ACK that completes each
+    handshake and each connection's first FIN reach the controller as copies on the
+    counting port, once per connection, and the counts follow them."""
+    with LoadBalancedService(web_service("wlc", lb_kind=kind, check="tcp"),
+                             run_folder=run_folder, closing_timeout=1,
+                             dump_each_pick_max=-1) as lab:
+        events = lab.network.controller.events
+        start = time.time()
+
+        def since(kind_):
+            return [(e["port"], e["server"]) for e in events(kind_) if e["t"] >= start]
+        holder = Holder(lab, 3)
+        scheduled = wait_until(lambda: (len(since("scheduled")) == 3, since("scheduled")), 5,
+                               "three scheduling decisions")
+        assert sorted(server for _, server in scheduled) == ["web1", "web2", "web3"]
+        opened = wait_until(lambda: (len(since("opened")) >= 3, since("opened")), 5,
+                            "a copy of each client's handshake-completing ACK")
+        assert sorted(opened) == sorted(scheduled)
+        wait_until(lambda: (lab.counts() == {"web1": (1, 0), "web2": (1, 0), "web3": (1, 0)},
+                            lab.counts()), 5, "one active connection on each server")
+        holder.stop()
+        closed = wait_until(lambda: (len(since("closed")) >= 3, since("closed")), 5,
+                            "a copy of each connection's first FIN")
+        assert sorted(closed) == sorted(scheduled)
+        assert [e for e in events("closed") if e["t"] >= start and e["by"] != "client"] == []
+        wait_until(lambda: (lab.counts() == {"web1": (0, 0), "web2": (0, 0), "web3": (0, 0)},
+                            lab.counts()), 10, "InActConn to drop to 0 when the entries expire")
+        assert len(since("opened")) == 3 and not events("copies_lost")
+        assert "Counting: copies of each handshake's end" in lab.status_text()
+
+
+@pytest.mark.parametrize("kind", ["NAT", "DR"])
 def test_nat_and_dr_serve_real_http(run_folder, kind):
     with LoadBalancedService(web_service("rr", lb_kind=kind, check="http"),
                              run_folder=run_folder) as lab:

@@ -66,15 +66,42 @@ class FakeTracker:
         raise AssertionError("unexpected unixctl %s" % method)
 
 
+class FakeCopyPort:
+    """The counting port (controllers.copies.CopyPort): the copies a test puts in it."""
+
+    name, ofport = "s1-lbc", 9
+
+    def __init__(self):
+        self.waiting, self.dropped = [], 0
+
+    def read_all(self):
+        found, self.waiting = self.waiting, []
+        return found
+
+    def lost(self):
+        lost, self.dropped = self.dropped, 0
+        return lost
+
+    def fileno(self):
+        raise OSError("no socket")
+
+
 @pytest.fixture
 def lb(tmp_path, monkeypatch):
-    def make(algo="rr", fast_path=True, lb_kind="NAT"):
-        config = dict(service=service_dict(web_service(algo, lb_kind=lb_kind)),
+    def make(algo="rr", fast_path=True, lb_kind="NAT", copy_port=False, **config):
+        config.update(service=service_dict(web_service(algo, lb_kind=lb_kind)),
                       fast_path=fast_path, events_file=str(tmp_path / "events.jsonl"))
         path = tmp_path / "config.json"
         path.write_text(json.dumps(config))
         monkeypatch.setenv("REDLAB_CONTROLLER_CONFIG", str(path))
+        from controllers import copies
         from controllers.lb import LoadBalancer
+
+        def open_port(dpid):            # never a real bridge's port from a unit test
+            if copy_port:
+                return FakeCopyPort()
+            raise copies.CopyPortError("no counting port in this test")
+        monkeypatch.setattr(copies.CopyPort, "open", staticmethod(open_port))
         app = LoadBalancer()
         app.unixctl = FakeTracker()
         dp = FakeDatapath()
@@ -287,3 +314,114 @@ def test_counts_read_while_syns_are_scheduled_do_not_break_either(lb):
         reader.join()
     assert not errors
     assert len(dp.take("OFPPacketOut")) == 400
+
+
+# -- the exact mode counts from the switch's copies ------------------------------------------
+
+def test_the_exact_mode_copies_each_transition_to_the_counting_port(lb):
+    app, dp = lb("wlc", fast_path=False, copy_port=True)
+    text = decoded(dp.take())
+    # nothing enters the switch from the counting port
+    assert has_line(text, "priority=1000,in_port=9", "actions=drop")
+    # the client's ACK that completes the handshake, once: committed with the open bit
+    assert has_line(text, "priority=105,ct_state=+est-inv+trk,ct_mark=0x2/0x3ffff,tcp,"
+                    "tcp_flags=-fin-syn-rst+ack", "actions=ct(commit,zone=32465,exec("
+                    "set_field:0x10002->ct_mark)),set_field:02:72:6c:01:00:02->eth_dst,"
+                    "output(port=9,max_len=96),set_field:02:00:0a:00:00:0c->eth_dst,"
+                    "set_field:10.0.0.12->ip_dst,set_field:80->tcp_dst,goto_table:5")
+    # the first FIN or RST of the client, and of the server (its source put back)
+    for flag in ("fin", "rst"):
+        assert has_line(text, "ct_state=-inv+trk,ct_mark=0x2/0x2ffff,tcp,tcp_flags=+" + flag,
+                        "set_field:0x20002->ct_mark", "set_field:02:72:6c:02:00:02->eth_dst,"
+                        "output(port=9,max_len=96),set_field:02:00:0a:00:00:0c->eth_dst")
+        assert has_line(text, "table:3", "ct_state=+rpl-inv+trk,ct_mark=0x2/0x2ffff,tcp,"
+                        "tcp_flags=+" + flag, "set_field:02:72:6c:03:00:02->eth_src,"
+                        "output(port=9,max_len=96),set_field:02:fe:0a:00:00:64->eth_src,"
+                        "goto_table:5")
+    # a marked connection follows its server whatever the bits above
+    assert has_line(text, "priority=100,ct_state=-inv+trk,ct_mark=0x2/0xffff,tcp")
+
+
+def test_the_fast_path_and_schedulers_that_read_no_counts_copy_nothing(lb):
+    app, dp = lb("wlc", fast_path=True, copy_port=True)
+    assert "max_len=96" not in decoded(dp.take())
+    app.command({"cmd": "set_fast_path", "fast_path": False})
+    assert decoded(dp.take()).count("max_len=96") == 3 * 5
+    app.command({"cmd": "set_scheduler", "lb_algo": "rr"})      # reads no counts
+    text = decoded(dp.take())
+    assert "max_len=96" not in text and text.count(" DEL table:") == 2    # tables 2 and 3
+    assert app.command({"cmd": "status"})["service"]["path"]["counting"] == \
+        "not read by this scheduler"
+
+
+def copy(kind, port, server):
+    from controllers.copies import Copy
+    return Copy(kind, server, CLIENT, port)
+
+
+def test_picks_read_the_copies_and_dump_only_while_the_zone_is_small(lb, tmp_path):
+    from controllers.copies import OPENED
+    from controllers.fastpkt import parse_tcp
+    app, dp = lb("wlc", fast_path=False, copy_port=True, dump_each_pick_max=2)
+    dp.take()
+    calls = []
+    call = app.unixctl.call
+    app.unixctl.call = lambda method, *params: calls.append(method) or call(method, *params)
+
+    def pick(port):
+        data = syn(port)
+        app.waiting.append((dp, PacketIn(data, dp, app.VIP_TABLE), parse_tcp(data)))
+        assert app.schedule_waiting() == 1
+        return decoded(dp.take()).split("set_field:0x")[1][0]
+
+    # three connections in the tracker: more than dump_each_pick_max
+    app.unixctl.entries = {p: (1 + p % 3, "ESTABLISHED", "ESTABLISHED") for p in (1, 2, 3)}
+    app.dump()
+    calls.clear()
+    # web1's and web2's new connections completed their handshakes: only the copies say so
+    assert [pick(40000), pick(40001)] == ["1", "2"]
+    app.copies.waiting += [copy(OPENED, 40000, 1), copy(OPENED, 40001, 2)]
+    assert pick(40002) == "3"          # web1 and web2 have 2 active each, web3 1
+    assert calls == []                 # no dump: the copies counted
+    assert app.core.status()["servers"][0]["active"] == 2
+    # a lost copy: the next pick waits for a dump
+    app.copies.dropped = 1
+    app.read_copies()
+    pick(40003)
+    assert calls == ["dpctl/dump-conntrack"]
+    # a small zone: a dump before each pick, its expiries exact
+    app.unixctl.entries = {}
+    app.dump()
+    calls.clear()
+    pick(40004)
+    assert calls == ["dpctl/dump-conntrack"]
+    events = [json.loads(line) for line in open(app.event_log.path)]
+    assert [e["count"] for e in events if e["event"] == "copies_lost"] == [1]
+
+
+
+def test_a_counting_port_that_went_away_brings_back_the_dump_before_each_pick(lb):
+    from controllers.copies import CopyPortError
+    from controllers.fastpkt import parse_tcp
+    app, dp = lb("wlc", fast_path=False, copy_port=True, dump_each_pick_max=0)
+    dp.take()
+    app.unixctl.entries = {p: (1, "ESTABLISHED", "ESTABLISHED") for p in (1, 2)}
+    app.dump()
+    port = app.copies
+    closed = []
+    port.close = lambda: closed.append(True)
+
+    def gone():
+        raise CopyPortError("cannot read the counting port s1-lbc: [Errno 19] No such device")
+    port.read_all = gone
+    assert app.read_copies() == 0
+    assert app.copies is None and app.counting is None and closed == [True]
+    calls = []
+    call = app.unixctl.call
+    app.unixctl.call = lambda method, *params: calls.append(method) or call(method, *params)
+    data = syn(40000)
+    app.waiting.append((dp, PacketIn(data, dp, app.VIP_TABLE), parse_tcp(data)))
+    assert app.schedule_waiting() == 1
+    assert calls == ["dpctl/dump-conntrack"]
+    assert app.command({"cmd": "status"})["service"]["path"]["counting"] == \
+        "a dump of the tracker before each pick"

@@ -171,6 +171,57 @@ def test_sync_replaces_states_and_reports_what_left():
     assert c.conns.counts("web2") == (0, 1)
 
 
+def test_copies_move_a_connection_as_the_kernel_does_and_never_back():
+    from controllers.copies import CLOSED, CLOSED_BY_SERVER, OPENED, Copy
+    c = core("wlc", fast_path=False)
+    c.pick("10.0.0.201", 1000, VIP, 10.0)                      # web1, SYN_RECV
+    assert c.conns.counts("web1") == (0, 1)
+    assert c.transition(Copy(OPENED, 1, "10.0.0.201", 1000), 10.1)
+    assert c.conns.counts("web1") == (1, 0)                    # the client's ACK
+    assert not c.transition(Copy(OPENED, 1, "10.0.0.201", 1000), 10.1)   # its data, same batch
+    assert c.transition(Copy(CLOSED_BY_SERVER, 1, "10.0.0.201", 1000), 10.2)
+    assert c.conns.counts("web1") == (0, 1)
+    assert not c.transition(Copy(CLOSED, 1, "10.0.0.201", 1000), 10.3)
+    assert not c.transition(Copy(OPENED, 1, "10.0.0.201", 1000), 10.4)   # never back
+    assert c.conns.counts("web1") == (0, 1)
+    # a connection the table did not hold (scheduled by the switch) is added in its state
+    assert c.transition(Copy(OPENED, 2, "10.0.0.202", 2000), 10.5)
+    assert c.conns.counts("web2") == (1, 0)
+    assert not c.transition(Copy(OPENED, 9, "10.0.0.202", 2001), 10.5)  # no server 9
+    # a dump saw the handshake's end first: the copy is still the connection's first
+    c.pick("10.0.0.201", 1002, VIP, 11.0)
+    c.sync(ctdump.parse(line(1002, c.ids[c.conns.get("10.0.0.201", 1002).server])), 11.2,
+           dumped_at=11.1)
+    assert c.conns.get("10.0.0.201", 1002).state == ESTABLISHED
+    assert c.transition(Copy(OPENED, c.ids[c.conns.get("10.0.0.201", 1002).server],
+                             "10.0.0.201", 1002), 11.3)
+
+
+def test_a_dump_read_while_copies_arrived_does_not_undo_them():
+    """The dump was asked for at 20.0; a copy at 20.05 closed the connection and a pick at
+    20.06 reused a closing port: both are newer than what the dump says."""
+    from controllers.copies import CLOSED, Copy
+    c = core("lc", fast_path=False)
+    c.sync(ctdump.parse(line(1000, 1) + "\n" + line(1001, 2, "FIN_WAIT_2", "TIME_WAIT")), 10.0)
+    c.transition(Copy(CLOSED, 1, "10.0.0.201", 1000), 20.05)
+    c.pick("10.0.0.201", 1001, VIP, 20.06)
+    reused = c.conns.get("10.0.0.201", 1001)
+    c.sync(ctdump.parse(line(1000, 1) + "\n" + line(1001, 2, "FIN_WAIT_2", "TIME_WAIT")),
+           20.1, dumped_at=20.0)
+    assert c.conns.get("10.0.0.201", 1000).state == CLOSING
+    assert c.conns.get("10.0.0.201", 1001) is reused and reused.state == SYN_RECV
+    # the next dump, asked for after both, is believed again
+    c.sync(ctdump.parse(line(1001, reused and c.ids[reused.server])), 21.0, dumped_at=21.0)
+    assert c.conns.get("10.0.0.201", 1000) is None
+    assert c.conns.get("10.0.0.201", 1001).state == ESTABLISHED
+
+
+def test_the_marks_bits_above_the_server_are_not_its_id():
+    text = line(40000, 1).replace("mark=1,", "mark=%d," % (1 | ctdump.MARK_OPEN))
+    text += "\n" + line(40001, 2).replace("mark=2,", "mark=%d," % (2 | ctdump.MARK_CLOSING))
+    assert [e.server for e in ctdump.parse(text)] == [1, 2]
+
+
 def test_persistence_sends_a_client_back_to_its_server():
     c = core("rr", fast_path=False, persistence_timeout=60)
     first = c.pick("10.0.0.201", 1000, VIP, 0.0)
