@@ -148,9 +148,6 @@ class CopyPort:
         sock.setblocking(False)
         return cls(name, int(ofport), sock)
 
-    def fileno(self):
-        return self.sock.fileno()
-
     def read_all(self, limit=100000):
         """Every copy waiting in the socket now, in the order written."""
         copies = []

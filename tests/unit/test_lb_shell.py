@@ -82,9 +82,6 @@ class FakeCopyPort:
         lost, self.dropped = self.dropped, 0
         return lost
 
-    def fileno(self):
-        raise OSError("no socket")
-
 
 @pytest.fixture
 def lb(tmp_path, monkeypatch):
