@@ -734,10 +734,11 @@ class LoadBalancer(L2Switch):
 
     def counting_text(self):
         """How the counts the picks read are kept, for ``redlab lb status``."""
-        if self.core.mode() == "slots":
-            return "dumps of the tracker every refill period"
-        if not self.core.reads_counts():
+        slots = self.core.mode() == "slots"
+        if not (self.core.count_dependent() if slots else self.core.reads_counts()):
             return "not read by this scheduler"
+        if slots:
+            return "dumps of the tracker every refill period"
         if self.counting is None:
             return "a dump of the tracker before each pick"
         return ("copies of each handshake's end and first FIN or RST from the switch; "

@@ -422,3 +422,17 @@ def test_a_counting_port_that_went_away_brings_back_the_dump_before_each_pick(lb
     assert calls == ["dpctl/dump-conntrack"]
     assert app.command({"cmd": "status"})["service"]["path"]["counting"] == \
         "a dump of the tracker before each pick"
+
+
+@pytest.mark.parametrize("algo, fast_path, text", [
+    ("wlc", True, "dumps of the tracker every refill period"),
+    ("rr", True, "not read by this scheduler"),
+    ("sh", True, "not read by this scheduler"),
+    ("rr", False, "not read by this scheduler"),
+    ("wlc", False, "copies of each handshake's end and first FIN or RST from the switch; "
+                   "a dump before each pick while the zone holds at most 256 connections, "
+                   "else for its expiries at most 10% of the time"),
+])
+def test_status_says_how_the_counts_are_kept(lb, algo, fast_path, text):
+    app, dp = lb(algo, fast_path=fast_path, copy_port=True)
+    assert app.command({"cmd": "status"})["service"]["path"]["counting"] == text
