@@ -39,6 +39,7 @@ import subprocess
 from typing import NamedTuple
 
 from controllers.fastpkt import tcp_ports
+from controllers.ovsctl import vsctl
 
 __all__ = ["OPENED", "CLOSED", "CLOSED_BY_SERVER", "Copy", "tag", "parse", "CopyPort",
            "COPY_BYTES"]
@@ -88,11 +89,6 @@ def parse(frame):
     return Copy(kind, server, socket.inet_ntoa(frame[30:34]), ports[1])
 
 
-def _vsctl(*args):
-    return subprocess.run(["ovs-vsctl", "--timeout=5"] + list(args), capture_output=True,
-                          text=True)
-
-
 class CopyPortError(RuntimeError):
     pass
 
@@ -113,19 +109,19 @@ class CopyPort:
 
     @classmethod
     def open(cls, dpid):
-        found = _vsctl("--bare", "--columns=name", "find", "Bridge",
+        found = vsctl("--bare", "--columns=name", "find", "Bridge",
                        "datapath_id=%016x" % dpid)
         bridge = found.stdout.strip()
         if found.returncode != 0 or not bridge or "\n" in bridge:
             raise CopyPortError("no single bridge has datapath id %016x: %s"
                                 % (dpid, found.stderr.strip() or bridge or "none"))
         name = "%s-lbc" % bridge[:11]
-        added = _vsctl("--may-exist", "add-port", bridge, name, "--", "set", "Interface",
+        added = vsctl("--may-exist", "add-port", bridge, name, "--", "set", "Interface",
                        name, "type=internal")
         if added.returncode != 0:
             raise CopyPortError("cannot add the counting port %s to %s: %s"
                                 % (name, bridge, added.stderr.strip()))
-        ofport = _vsctl("get", "Interface", name, "ofport").stdout.strip()
+        ofport = vsctl("get", "Interface", name, "ofport").stdout.strip()
         if not ofport.isdigit() or int(ofport) <= 0:
             raise CopyPortError("the counting port %s has no OpenFlow port number (%r)"
                                 % (name, ofport))

@@ -97,7 +97,8 @@ class UnixCtl:
             self.buffer += chunk.decode()
 
 
-def _vsctl(*args):
+def vsctl(*args):
+    """``ovs-vsctl ARGS...`` with a timeout, its output captured (a CompletedProcess)."""
     return subprocess.run(["ovs-vsctl", "--timeout=5"] + list(args), capture_output=True,
                           text=True)
 
@@ -109,15 +110,15 @@ def set_zone_timeouts(dp_type, zone, timeouts):
     to remove it again).  ``timeouts``: e.g. ``{"tcp_syn_sent": 60, ...}``.
     """
     created = False
-    if _vsctl("list-zone-tp", dp_type).returncode != 0:
-        result = _vsctl("--", "--id=@d", "create", "Datapath", "datapath_version=0",
+    if vsctl("list-zone-tp", dp_type).returncode != 0:
+        result = vsctl("--", "--id=@d", "create", "Datapath", "datapath_version=0",
                         "--", "set", "Open_vSwitch", ".", "datapaths:%s=@d" % dp_type)
         if result.returncode != 0:
             raise UnixCtlError("cannot create the OVS Datapath record for %s: %s"
                                % (dp_type, result.stderr.strip()))
         created = True
-    _vsctl("del-zone-tp", dp_type, "zone=%d" % zone)
-    result = _vsctl("add-zone-tp", dp_type, "zone=%d" % zone,
+    vsctl("del-zone-tp", dp_type, "zone=%d" % zone)
+    result = vsctl("add-zone-tp", dp_type, "zone=%d" % zone,
                     *["%s=%d" % (k, max(1, round(v))) for k, v in sorted(timeouts.items())])
     if result.returncode != 0:
         raise UnixCtlError("cannot set the conntrack timeouts of zone %d: %s"
@@ -143,13 +144,13 @@ def remove_zone_timeouts(dp_type, zone, remove_datapath=False, seq_check=None):
     """Undo :func:`set_zone_timeouts` (and :func:`set_tcp_seq_check` when ``seq_check``:
     it was on before) and flush the zone's connections; what was removed."""
     removed = []
-    listed = _vsctl("list-zone-tp", dp_type)
+    listed = vsctl("list-zone-tp", dp_type)
     if listed.returncode == 0:
         if "Zone:%d," % zone in listed.stdout:
-            _vsctl("del-zone-tp", dp_type, "zone=%d" % zone)
+            vsctl("del-zone-tp", dp_type, "zone=%d" % zone)
             removed.append("conntrack timeouts of zone %d" % zone)
-        if remove_datapath and not _vsctl("list-zone-tp", dp_type).stdout.strip():
-            _vsctl("remove", "Open_vSwitch", ".", "datapaths", dp_type)
+        if remove_datapath and not vsctl("list-zone-tp", dp_type).stdout.strip():
+            vsctl("remove", "Open_vSwitch", ".", "datapaths", dp_type)
             removed.append("OVS Datapath record %s" % dp_type)
     if seq_check and set_tcp_seq_check(True) is False:
         removed.append("TCP sequence check of the tracker turned back on")
