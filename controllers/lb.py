@@ -405,6 +405,7 @@ class LoadBalancer(L2Switch):
 
     @staticmethod
     def flag_match(parser, flags, **fields):
+        """TCP over IPv4 with ``fields`` (in this order) and the TCP flags (value, mask)."""
         return parser.OFPMatch(_ordered_fields=[
             ("eth_type", ether_types.ETH_TYPE_IP), ("ip_proto", in_proto.IPPROTO_TCP)]
             + list(fields.items()) + [("tcp_flags_nxm", flags)])
@@ -453,11 +454,8 @@ class LoadBalancer(L2Switch):
                 self.survive(self.read_copies)
 
     def new_syn_match(self, parser, **fields):
-        return parser.OFPMatch(_ordered_fields=[
-            ("eth_type", ether_types.ETH_TYPE_IP), ("ip_proto", in_proto.IPPROTO_TCP)]
-            + list(fields.items()) + [
-            ("ct_state", (CT_TRK | CT_NEW, CT_TRK | CT_NEW | CT_INV)),
-            ("tcp_flags_nxm", (SYN, SYN | ACK | RST))])
+        return self.flag_match(parser, (SYN, SYN | ACK | RST), **fields,
+                               ct_state=(CT_TRK | CT_NEW, CT_TRK | CT_NEW | CT_INV))
 
     def fill_slots(self, dp, slots):
         """The select group's 256 buckets: bucket k -> reg2 = slots[k], table 4."""
